@@ -1,0 +1,1 @@
+"""The ledger rules: standard library only. Adapters depend on this, never the reverse."""

@@ -1,0 +1,557 @@
+"""TeamBook: one team's credits as an aggregate, and every rule that moves them.
+
+The service layer loads a team's live grants into a ``TeamBook`` inside a
+transaction that locks the team, calls its methods, then persists what the
+book changed (``changed_grants``, ``new_holds``, ``changed_holds``,
+``entries``). Several commands may be applied to one book before it is
+persisted: that is how a batch of charges becomes one transaction.
+
+Every method either raises a ``CreditbookError`` having changed nothing, or
+applies its whole effect and appends balanced entries.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from dataclasses import dataclass, field
+from datetime import datetime, timedelta
+
+from creditbook.domain import grants as grant_rules
+from creditbook.domain.catalog import Catalog
+from creditbook.domain.errors import (
+    CaptureExceedsHold,
+    GrantNotFound,
+    HoldNotActive,
+    InsufficientCredits,
+    InvalidAmount,
+    InvalidInput,
+    InvalidQuantity,
+)
+from creditbook.domain.grants import Category, Grant, Source
+from creditbook.domain.holds import Hold, HoldStatus, split_capture
+from creditbook.domain.ids import new_id
+from creditbook.domain.ledger import SYSTEM, Account, Actor, Entry, EntryKind, Posting
+from creditbook.domain.pricing import Call, Quote, max_quote, quote
+
+BUCKETS = ("trial", "subscription", "calling", "gifted", "purchased")
+
+
+@dataclass(frozen=True, slots=True)
+class Expiring:
+    credits: int
+    expires_at: datetime
+    bucket: str
+
+
+@dataclass(frozen=True, slots=True)
+class Balance:
+    """What a team can spend now, by bucket, and what is reserved or expiring."""
+
+    available: int
+    reserved: int
+    buckets: dict[str, int]
+    expiring: tuple[Expiring, ...]
+
+
+@dataclass(frozen=True, slots=True)
+class ChargeResult:
+    entry: Entry
+    quote: Quote
+
+    @property
+    def credits(self) -> int:
+        return self.entry.credits
+
+    @property
+    def grants(self) -> dict[str, int]:
+        return self.entry.drawn() if self.entry.kind is EntryKind.CHARGE else self.used()
+
+    def used(self) -> dict[str, int]:
+        out: dict[str, int] = {}
+        for p in self.entry.postings:
+            if p.account is Account.USED:
+                out[p.grant_id] = out.get(p.grant_id, 0) + p.amount
+        return out
+
+
+@dataclass
+class TeamBook:
+    team_id: str
+    catalog: Catalog
+    now: datetime
+    grants: dict[str, Grant] = field(default_factory=dict)
+    holds: dict[str, Hold] = field(default_factory=dict)
+    entries: list[Entry] = field(default_factory=list)
+    new_grants: set[str] = field(default_factory=set)
+    changed_grants: set[str] = field(default_factory=set)
+    new_holds: set[str] = field(default_factory=set)
+    changed_holds: set[str] = field(default_factory=set)
+
+    @classmethod
+    def load(
+        cls,
+        team_id: str,
+        catalog: Catalog,
+        now: datetime,
+        grants: Iterable[Grant],
+        holds: Iterable[Hold] = (),
+    ) -> TeamBook:
+        return cls(
+            team_id=team_id,
+            catalog=catalog,
+            now=now,
+            grants={g.id: g for g in grants},
+            holds={h.id: h for h in holds},
+        )
+
+    # ---- reading -------------------------------------------------------
+
+    def available_for(self, feature: str) -> int:
+        return grant_rules.available_for(self.grants.values(), feature, self.now)
+
+    def balance(self) -> Balance:
+        buckets = dict.fromkeys(BUCKETS, 0)
+        reserved = 0
+        expiring: dict[tuple[datetime, str], int] = {}
+        for g in self.grants.values():
+            reserved += g.reserved
+            if not g.is_usable(self.now) or g.available <= 0:
+                continue
+            buckets[g.bucket] = buckets.get(g.bucket, 0) + g.available
+            if g.expires_at is not None:
+                key = (g.expires_at, g.bucket)
+                expiring[key] = expiring.get(key, 0) + g.available
+        return Balance(
+            available=sum(buckets.values()),
+            reserved=reserved,
+            buckets=buckets,
+            expiring=tuple(
+                Expiring(credits, at, bucket) for (at, bucket), credits in sorted(expiring.items())
+            ),
+        )
+
+    # ---- issuing -------------------------------------------------------
+
+    def issue(
+        self,
+        *,
+        credits: int,
+        source: Source,
+        category: Category,
+        bucket: str,
+        scope: frozenset[str] | None = None,
+        effective_at: datetime | None = None,
+        expires_at: datetime | None = None,
+        origin: str | None = None,
+        actor: Actor = SYSTEM,
+        memo: str | None = None,
+        idempotency_key: str | None = None,
+    ) -> Grant:
+        """Create a grant of ``credits`` and post its issuance."""
+        limit = self.catalog.limits.max_grant_credits
+        if isinstance(credits, bool) or not isinstance(credits, int) or not 0 < credits <= limit:
+            raise InvalidAmount(
+                f"a grant must be a whole number of credits between 1 and {limit}, got {credits!r}",
+                minimum=1,
+                maximum=limit,
+            )
+        if scope is not None:
+            if not scope:
+                raise InvalidInput("a grant's scope lists at least one feature, or is omitted")
+            for feature in scope:
+                self.catalog.feature(feature)
+        if bucket not in BUCKETS:
+            raise InvalidInput(f"unknown bucket {bucket!r}; valid buckets: {', '.join(BUCKETS)}")
+        start = effective_at or self.now
+        if expires_at is not None and expires_at < start:
+            raise InvalidInput("a grant cannot expire before it becomes effective")
+        grant = Grant(
+            id=new_id("grt"),
+            team_id=self.team_id,
+            source=source,
+            category=category,
+            scope=scope,
+            amount=credits,
+            remaining=credits,
+            reserved=0,
+            effective_at=start,
+            expires_at=expires_at,
+            created_at=self.now,
+            origin=origin,
+            bucket=bucket,
+        )
+        self.grants[grant.id] = grant
+        self.new_grants.add(grant.id)
+        self._post(
+            EntryKind.GRANT,
+            [Posting(grant.id, Account.ISSUED, -credits), Posting(grant.id, Account.AVAILABLE, credits)],
+            credits=credits,
+            actor=actor,
+            memo=memo,
+            idempotency_key=idempotency_key,
+            meta={"source": source.value, "category": category.value},
+        )
+        return grant
+
+    # ---- spending ------------------------------------------------------
+
+    def charge(
+        self,
+        feature: str,
+        *,
+        quantity: int = 1,
+        outcome: str | None = None,
+        call: Call | None = None,
+        actor: Actor = SYSTEM,
+        idempotency_key: str | None = None,
+    ) -> ChargeResult:
+        """A one-step charge: the outcome is known; only billable outcomes cost."""
+        q = quote(self.catalog, feature, quantity=quantity, outcome=outcome, call=call)
+        if not q.billable:
+            entry = self._post(
+                EntryKind.ATTEMPT, [], credits=0, actor=actor, quote=q,
+                idempotency_key=idempotency_key,
+            )
+            return ChargeResult(entry, q)
+        taken = self._take(q.feature, q.credits)
+        postings: list[Posting] = []
+        for grant, credits in taken:
+            grant.remaining -= credits
+            self._touch(grant)
+            postings.append(Posting(grant.id, Account.AVAILABLE, -credits))
+            postings.append(Posting(grant.id, Account.USED, credits))
+        entry = self._post(
+            EntryKind.CHARGE, postings, credits=q.credits, actor=actor, quote=q,
+            idempotency_key=idempotency_key,
+        )
+        return ChargeResult(entry, q)
+
+    def hold(
+        self,
+        feature: str,
+        *,
+        quantity: int = 1,
+        ttl_seconds: int | None = None,
+        call: Call | None = None,
+        actor: Actor = SYSTEM,
+        idempotency_key: str | None = None,
+    ) -> Hold:
+        """Reserve the most ``quantity`` uses of ``feature`` can cost."""
+        limits = self.catalog.limits
+        ttl = limits.default_hold_ttl_seconds if ttl_seconds is None else ttl_seconds
+        if isinstance(ttl, bool) or not isinstance(ttl, int) or not 1 <= ttl <= limits.max_hold_ttl_seconds:
+            raise InvalidQuantity(
+                f"ttl_seconds must be between 1 and {limits.max_hold_ttl_seconds}, got {ttl!r}",
+                minimum=1,
+                maximum=limits.max_hold_ttl_seconds,
+            )
+        q = max_quote(self.catalog, feature, quantity=quantity, call=call)
+        taken = self._take(q.feature, q.credits)
+        hold = Hold(
+            id=new_id("hold"),
+            team_id=self.team_id,
+            feature=q.feature,
+            amount=q.credits,
+            quantity=q.quantity,
+            unit_cost=q.unit_cost,
+            multiplier=q.multiplier,
+            allocations=tuple((g.id, c) for g, c in taken),
+            status=HoldStatus.ACTIVE,
+            created_at=self.now,
+            expires_at=self.now + timedelta(seconds=ttl),
+            actor=actor,
+            tier=q.tier,
+            idempotency_key=idempotency_key,
+        )
+        postings: list[Posting] = []
+        for grant, credits in taken:
+            grant.reserved += credits
+            self._touch(grant)
+            postings.append(Posting(grant.id, Account.AVAILABLE, -credits))
+            postings.append(Posting(grant.id, Account.HELD, credits))
+        self.holds[hold.id] = hold
+        self.new_holds.add(hold.id)
+        self._post(
+            EntryKind.HOLD, postings, credits=q.credits, actor=actor, quote=q, hold_id=hold.id,
+            idempotency_key=idempotency_key,
+        )
+        return hold
+
+    def capture(
+        self,
+        hold: Hold,
+        *,
+        outcome: str | None = None,
+        quantity: int | None = None,
+        call: Call | None = None,
+        actor: Actor | None = None,
+        idempotency_key: str | None = None,
+    ) -> ChargeResult:
+        """Charge what the work cost, at most the held amount; return the rest."""
+        self._require_active(hold)
+        q = self._capture_quote(hold, outcome, quantity, call)
+        if q.credits > hold.amount:
+            raise CaptureExceedsHold(hold.id, hold.amount, q.credits)
+        charged, returned = split_capture(hold.allocations, q.credits)
+        postings: list[Posting] = []
+        for grant_id, credits in charged:
+            grant = self._grant(grant_id)
+            grant.reserved -= credits
+            grant.remaining -= credits
+            self._touch(grant)
+            postings.append(Posting(grant_id, Account.HELD, -credits))
+            postings.append(Posting(grant_id, Account.USED, credits))
+        postings.extend(self._return_held(returned))
+        hold.status = HoldStatus.CAPTURED
+        hold.captured = q.credits
+        hold.resolved_at = self.now
+        self._touch_hold(hold)
+        entry = self._post(
+            EntryKind.CAPTURE, postings, credits=q.credits, actor=actor or hold.actor, quote=q,
+            hold_id=hold.id, idempotency_key=idempotency_key,
+        )
+        return ChargeResult(entry, q)
+
+    def release(
+        self,
+        hold: Hold,
+        *,
+        actor: Actor | None = None,
+        idempotency_key: str | None = None,
+        expired: bool = False,
+    ) -> Entry:
+        """Give every held credit back to the grants it came from."""
+        self._require_active(hold)
+        returned = list(reversed(hold.allocations))
+        postings = self._return_held(returned)
+        hold.status = HoldStatus.EXPIRED if expired else HoldStatus.RELEASED
+        hold.resolved_at = self.now
+        self._touch_hold(hold)
+        return self._post(
+            EntryKind.RELEASE, postings, credits=hold.amount, actor=actor or hold.actor,
+            feature=hold.feature, hold_id=hold.id, idempotency_key=idempotency_key,
+            memo="hold expired" if expired else None,
+        )
+
+    def expire_holds(self) -> list[Entry]:
+        """Release every loaded hold past its time to live."""
+        return [
+            self.release(h, expired=True, actor=SYSTEM)
+            for h in list(self.holds.values())
+            if h.is_past_ttl(self.now)
+        ]
+
+    def expire_grants(self) -> list[Entry]:
+        """Write off what is unspent and unreserved in every grant past its expiry.
+
+        Reserved credits stay until their holds resolve; they then go to
+        ``expired`` instead of back to the grant.
+        """
+        entries = []
+        for grant in sorted(self.grants.values(), key=lambda g: (g.expires_at or self.now, g.id)):
+            if grant.closed or not grant.is_expired(self.now):
+                continue
+            grant.closed = True
+            self._touch(grant)
+            credits = grant.available
+            postings: list[Posting] = []
+            if credits:
+                grant.remaining -= credits
+                postings = [
+                    Posting(grant.id, Account.AVAILABLE, -credits),
+                    Posting(grant.id, Account.EXPIRED, credits),
+                ]
+            entries.append(
+                self._post(
+                    EntryKind.EXPIRE, postings, credits=credits, actor=SYSTEM,
+                    memo=f"{grant.bucket} credits expired", meta={"grant_id": grant.id},
+                )
+            )
+        return entries
+
+    def revoke(
+        self,
+        grant_id: str,
+        credits: int | None = None,
+        *,
+        actor: Actor = SYSTEM,
+        memo: str | None = None,
+        idempotency_key: str | None = None,
+    ) -> Entry:
+        """Take back unspent, unreserved credits of a grant (a refund or clawback).
+
+        ``credits=None`` takes all that is left; more than is left is taken
+        as what is left, never more.
+        """
+        grant = self._grant(grant_id)
+        if credits is not None and (isinstance(credits, bool) or credits < 1):
+            raise InvalidAmount(f"credits to revoke must be at least 1, got {credits!r}")
+        take = grant.available if credits is None else min(credits, grant.available)
+        postings: list[Posting] = []
+        if take > 0:
+            grant.remaining -= take
+            self._touch(grant)
+            postings = [
+                Posting(grant.id, Account.AVAILABLE, -take),
+                Posting(grant.id, Account.REVOKED, take),
+            ]
+        if grant.remaining == 0:
+            grant.closed = True
+            self._touch(grant)
+        return self._post(
+            EntryKind.REVOKE, postings, credits=take, actor=actor, memo=memo,
+            idempotency_key=idempotency_key, meta={"grant_id": grant.id},
+        )
+
+    # ---- helpers ---------------------------------------------------------
+
+    def _capture_quote(
+        self, hold: Hold, outcome: str | None, quantity: int | None, call: Call | None
+    ) -> Quote:
+        feature = self.catalog.feature(hold.feature)
+        if feature.metered_by_call:
+            if call is None:
+                # Without the call's details, capture what was held.
+                return Quote(hold.feature, hold.quantity, outcome or "answered",
+                             hold.unit_cost, hold.multiplier, hold.amount, hold.tier)
+            q = quote(self.catalog, hold.feature, outcome=outcome, call=call)
+            if call.destination is None and q.credits:
+                # The tier fixed at hold time prices the call.
+                credits = q.quantity * hold.unit_cost * hold.multiplier
+                return Quote(q.feature, q.quantity, q.outcome, hold.unit_cost, hold.multiplier,
+                             credits, hold.tier)
+            return q
+        if quantity is not None and quantity > hold.quantity:
+            raise CaptureExceedsHold(hold.id, hold.amount, quantity * hold.unit_cost * hold.multiplier)
+        used = hold.quantity if quantity is None else quantity
+        if used == 0:
+            chosen = outcome if outcome is not None else feature.default_outcome
+            feature.check_outcome(chosen)
+            return Quote(hold.feature, 0, chosen, hold.unit_cost, hold.multiplier, 0)
+        q = quote(self.catalog, hold.feature, quantity=used, outcome=outcome)
+        # The price fixed at hold time is what the capture charges.
+        credits = hold.unit_cost * hold.multiplier * used if q.billable else 0
+        return Quote(q.feature, used, q.outcome, hold.unit_cost, hold.multiplier, credits)
+
+    def _return_held(self, returned: Iterable[tuple[str, int]]) -> list[Posting]:
+        postings: list[Posting] = []
+        for grant_id, credits in returned:
+            grant = self._grant(grant_id)
+            grant.reserved -= credits
+            self._touch(grant)
+            postings.append(Posting(grant_id, Account.HELD, -credits))
+            if grant.closed:
+                # The grant expired while these credits were held: write them off.
+                grant.remaining -= credits
+                postings.append(Posting(grant_id, Account.EXPIRED, credits))
+            else:
+                postings.append(Posting(grant_id, Account.AVAILABLE, credits))
+        return postings
+
+    def _take(self, feature: str, credits: int) -> list[tuple[Grant, int]]:
+        order = grant_rules.eligible(self.grants.values(), feature, self.now)
+        taken = grant_rules.split(order, credits)
+        if not taken:
+            raise InsufficientCredits(credits, sum(g.available for g in order), feature)
+        return taken
+
+    def _require_active(self, hold: Hold) -> None:
+        if hold.status is not HoldStatus.ACTIVE:
+            raise HoldNotActive(hold.id, hold.status.value)
+        if hold.is_past_ttl(self.now):
+            raise HoldNotActive(hold.id, "expired")
+
+    def _grant(self, grant_id: str) -> Grant:
+        try:
+            return self.grants[grant_id]
+        except KeyError:
+            raise GrantNotFound(grant_id) from None
+
+    def _touch(self, grant: Grant) -> None:
+        if grant.id not in self.new_grants:
+            self.changed_grants.add(grant.id)
+
+    def _touch_hold(self, hold: Hold) -> None:
+        if hold.id not in self.new_holds:
+            self.changed_holds.add(hold.id)
+
+    def _post(
+        self,
+        kind: EntryKind,
+        postings: list[Posting],
+        *,
+        credits: int,
+        actor: Actor,
+        quote: Quote | None = None,
+        feature: str | None = None,
+        hold_id: str | None = None,
+        idempotency_key: str | None = None,
+        memo: str | None = None,
+        meta: dict[str, str] | None = None,
+    ) -> Entry:
+        entry = Entry(
+            id=new_id("ent"),
+            team_id=self.team_id,
+            kind=kind,
+            created_at=self.now,
+            postings=tuple(postings),
+            credits=credits,
+            actor=actor,
+            feature=quote.feature if quote else feature,
+            quantity=quote.quantity if quote else None,
+            outcome=quote.outcome if quote else None,
+            unit_cost=quote.unit_cost if quote else None,
+            multiplier=quote.multiplier if quote else None,
+            hold_id=hold_id,
+            idempotency_key=idempotency_key,
+            memo=memo,
+            meta=dict(meta or {}),
+        )
+        if not entry.is_balanced():  # pragma: no cover - a bug, not an input
+            raise AssertionError(f"unbalanced entry {entry}")
+        self.entries.append(entry)
+        return entry
+
+    def pending(self) -> tuple[list[Grant], list[Grant], list[Hold], list[Hold], list[Entry]]:
+        """What to persist: (new grants, changed grants, new holds, changed holds, entries)."""
+        return (
+            [self.grants[g] for g in sorted(self.new_grants)],
+            [self.grants[g] for g in sorted(self.changed_grants)],
+            [self.holds[h] for h in sorted(self.new_holds)],
+            [self.holds[h] for h in sorted(self.changed_holds)],
+            list(self.entries),
+        )
+
+    def clear_pending(self) -> None:
+        self.new_grants.clear()
+        self.changed_grants.clear()
+        self.new_holds.clear()
+        self.changed_holds.clear()
+        self.entries.clear()
+
+
+def check_invariants(grants: Iterable[Grant], holds: Iterable[Hold] = ()) -> list[str]:
+    """Problems with the materialized state; [] when everything holds."""
+    problems: list[str] = []
+    reserved_by_holds: dict[str, int] = {}
+    for h in holds:
+        if h.captured < 0 or h.captured > h.amount:
+            problems.append(f"hold {h.id} captured {h.captured} of {h.amount}")
+        if sum(c for _, c in h.allocations) != h.amount:
+            problems.append(f"hold {h.id} allocations do not sum to {h.amount}")
+        if h.status is HoldStatus.ACTIVE:
+            for grant_id, credits in h.allocations:
+                reserved_by_holds[grant_id] = reserved_by_holds.get(grant_id, 0) + credits
+    for g in grants:
+        if g.remaining < 0 or g.reserved < 0:
+            problems.append(f"grant {g.id} negative: remaining {g.remaining}, reserved {g.reserved}")
+        if g.reserved > g.remaining:
+            problems.append(f"grant {g.id} reserved {g.reserved} > remaining {g.remaining}")
+        if g.remaining > g.amount:
+            problems.append(f"grant {g.id} remaining {g.remaining} > amount {g.amount}")
+        if g.reserved != reserved_by_holds.get(g.id, 0):
+            problems.append(
+                f"grant {g.id} reserved {g.reserved} but active holds reserve "
+                f"{reserved_by_holds.get(g.id, 0)}"
+            )
+    return problems
