@@ -199,9 +199,13 @@ def parse_catalog(text: str, *, source: str = "<catalog>") -> Catalog:
         return CatalogModel.model_validate(raw).to_domain()
     except ValidationError as exc:
         problems = "; ".join(
-            f"{'.'.join(str(p) for p in err['loc']) or '(top)'}: {err['msg']}" for err in exc.errors()
+            f"{'.'.join(str(p) for p in err['loc']) or '(top)'}: {err['msg']}"
+            for err in exc.errors()
         )
-        raise InvalidCatalog(f"{source}: invalid catalog: {problems}", errors=exc.errors(include_url=False, include_context=False)) from exc
+        raise InvalidCatalog(
+            f"{source}: invalid catalog: {problems}",
+            errors=exc.errors(include_url=False, include_context=False),
+        ) from exc
 
 
 def load_catalog(path: str | Path | None = None) -> Catalog:

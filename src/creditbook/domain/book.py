@@ -184,7 +184,10 @@ class TeamBook:
         self.new_grants.add(grant.id)
         self._post(
             EntryKind.GRANT,
-            [Posting(grant.id, Account.ISSUED, -credits), Posting(grant.id, Account.AVAILABLE, credits)],
+            [
+                Posting(grant.id, Account.ISSUED, -credits),
+                Posting(grant.id, Account.AVAILABLE, credits),
+            ],
             credits=credits,
             actor=actor,
             memo=memo,
@@ -209,7 +212,11 @@ class TeamBook:
         q = quote(self.catalog, feature, quantity=quantity, outcome=outcome, call=call)
         if not q.billable:
             entry = self._post(
-                EntryKind.ATTEMPT, [], credits=0, actor=actor, quote=q,
+                EntryKind.ATTEMPT,
+                [],
+                credits=0,
+                actor=actor,
+                quote=q,
                 idempotency_key=idempotency_key,
             )
             return ChargeResult(entry, q)
@@ -221,7 +228,11 @@ class TeamBook:
             postings.append(Posting(grant.id, Account.AVAILABLE, -credits))
             postings.append(Posting(grant.id, Account.USED, credits))
         entry = self._post(
-            EntryKind.CHARGE, postings, credits=q.credits, actor=actor, quote=q,
+            EntryKind.CHARGE,
+            postings,
+            credits=q.credits,
+            actor=actor,
+            quote=q,
             idempotency_key=idempotency_key,
         )
         return ChargeResult(entry, q)
@@ -239,7 +250,11 @@ class TeamBook:
         """Reserve the most ``quantity`` uses of ``feature`` can cost."""
         limits = self.catalog.limits
         ttl = limits.default_hold_ttl_seconds if ttl_seconds is None else ttl_seconds
-        if isinstance(ttl, bool) or not isinstance(ttl, int) or not 1 <= ttl <= limits.max_hold_ttl_seconds:
+        if (
+            isinstance(ttl, bool)
+            or not isinstance(ttl, int)
+            or not 1 <= ttl <= limits.max_hold_ttl_seconds
+        ):
             raise InvalidQuantity(
                 f"ttl_seconds must be between 1 and {limits.max_hold_ttl_seconds}, got {ttl!r}",
                 minimum=1,
@@ -272,7 +287,12 @@ class TeamBook:
         self.holds[hold.id] = hold
         self.new_holds.add(hold.id)
         self._post(
-            EntryKind.HOLD, postings, credits=q.credits, actor=actor, quote=q, hold_id=hold.id,
+            EntryKind.HOLD,
+            postings,
+            credits=q.credits,
+            actor=actor,
+            quote=q,
+            hold_id=hold.id,
             idempotency_key=idempotency_key,
         )
         return hold
@@ -307,8 +327,13 @@ class TeamBook:
         hold.resolved_at = self.now
         self._touch_hold(hold)
         entry = self._post(
-            EntryKind.CAPTURE, postings, credits=q.credits, actor=actor or hold.actor, quote=q,
-            hold_id=hold.id, idempotency_key=idempotency_key,
+            EntryKind.CAPTURE,
+            postings,
+            credits=q.credits,
+            actor=actor or hold.actor,
+            quote=q,
+            hold_id=hold.id,
+            idempotency_key=idempotency_key,
         )
         return ChargeResult(entry, q)
 
@@ -328,8 +353,13 @@ class TeamBook:
         hold.resolved_at = self.now
         self._touch_hold(hold)
         return self._post(
-            EntryKind.RELEASE, postings, credits=hold.amount, actor=actor or hold.actor,
-            feature=hold.feature, hold_id=hold.id, idempotency_key=idempotency_key,
+            EntryKind.RELEASE,
+            postings,
+            credits=hold.amount,
+            actor=actor or hold.actor,
+            feature=hold.feature,
+            hold_id=hold.id,
+            idempotency_key=idempotency_key,
             memo="hold expired" if expired else None,
         )
 
@@ -363,8 +393,12 @@ class TeamBook:
                 ]
             entries.append(
                 self._post(
-                    EntryKind.EXPIRE, postings, credits=credits, actor=SYSTEM,
-                    memo=f"{grant.bucket} credits expired", meta={"grant_id": grant.id},
+                    EntryKind.EXPIRE,
+                    postings,
+                    credits=credits,
+                    actor=SYSTEM,
+                    memo=f"{grant.bucket} credits expired",
+                    meta={"grant_id": grant.id},
                 )
             )
         return entries
@@ -399,8 +433,13 @@ class TeamBook:
             grant.closed = True
             self._touch(grant)
         return self._post(
-            EntryKind.REVOKE, postings, credits=take, actor=actor, memo=memo,
-            idempotency_key=idempotency_key, meta={"grant_id": grant.id},
+            EntryKind.REVOKE,
+            postings,
+            credits=take,
+            actor=actor,
+            memo=memo,
+            idempotency_key=idempotency_key,
+            meta={"grant_id": grant.id},
         )
 
     # ---- helpers ---------------------------------------------------------
@@ -412,17 +451,33 @@ class TeamBook:
         if feature.metered_by_call:
             if call is None:
                 # Without the call's details, capture what was held.
-                return Quote(hold.feature, hold.quantity, outcome or "answered",
-                             hold.unit_cost, hold.multiplier, hold.amount, hold.tier)
+                return Quote(
+                    hold.feature,
+                    hold.quantity,
+                    outcome or "answered",
+                    hold.unit_cost,
+                    hold.multiplier,
+                    hold.amount,
+                    hold.tier,
+                )
             q = quote(self.catalog, hold.feature, outcome=outcome, call=call)
             if call.destination is None and q.credits:
                 # The tier fixed at hold time prices the call.
                 credits = q.quantity * hold.unit_cost * hold.multiplier
-                return Quote(q.feature, q.quantity, q.outcome, hold.unit_cost, hold.multiplier,
-                             credits, hold.tier)
+                return Quote(
+                    q.feature,
+                    q.quantity,
+                    q.outcome,
+                    hold.unit_cost,
+                    hold.multiplier,
+                    credits,
+                    hold.tier,
+                )
             return q
         if quantity is not None and quantity > hold.quantity:
-            raise CaptureExceedsHold(hold.id, hold.amount, quantity * hold.unit_cost * hold.multiplier)
+            raise CaptureExceedsHold(
+                hold.id, hold.amount, quantity * hold.unit_cost * hold.multiplier
+            )
         used = hold.quantity if quantity is None else quantity
         if used == 0:
             chosen = outcome if outcome is not None else feature.default_outcome
@@ -544,7 +599,9 @@ def check_invariants(grants: Iterable[Grant], holds: Iterable[Hold] = ()) -> lis
                 reserved_by_holds[grant_id] = reserved_by_holds.get(grant_id, 0) + credits
     for g in grants:
         if g.remaining < 0 or g.reserved < 0:
-            problems.append(f"grant {g.id} negative: remaining {g.remaining}, reserved {g.reserved}")
+            problems.append(
+                f"grant {g.id} negative: remaining {g.remaining}, reserved {g.reserved}"
+            )
         if g.reserved > g.remaining:
             problems.append(f"grant {g.id} reserved {g.reserved} > remaining {g.remaining}")
         if g.remaining > g.amount:

@@ -28,8 +28,10 @@ class Money:
 
     @classmethod
     def of(cls, amount: Decimal | int | str, currency: str) -> Money:
-        if isinstance(amount, float) or isinstance(amount, bool):
-            raise InvalidAmount("money must be a Decimal, an int or a decimal string, never a float")
+        if isinstance(amount, (float, bool)):
+            raise InvalidAmount(
+                "money must be a Decimal, an int or a decimal string, never a float"
+            )
         code = currency.strip().upper()
         if len(code) != 3 or not code.isalpha():
             raise InvalidAmount(f"currency {currency!r} is not a 3-letter ISO 4217 code")

@@ -91,7 +91,9 @@ def quote(
     return Quote(feature.key, quantity, chosen, feature.cost, 1, credits)
 
 
-def max_quote(catalog: Catalog, feature_key: str, *, quantity: int = 1, call: Call | None = None) -> Quote:
+def max_quote(
+    catalog: Catalog, feature_key: str, *, quantity: int = 1, call: Call | None = None
+) -> Quote:
     """The most a use can cost: what a hold reserves.
 
     For calls, ``quantity`` is the number of minutes to reserve, at the
@@ -113,7 +115,9 @@ def max_quote(catalog: Catalog, feature_key: str, *, quantity: int = 1, call: Ca
     return Quote(feature.key, quantity, billable[0], feature.cost, 1, credits)
 
 
-def _quote_call(catalog: Catalog, feature: Feature, call: Call | None, outcome: str | None) -> Quote:
+def _quote_call(
+    catalog: Catalog, feature: Feature, call: Call | None, outcome: str | None
+) -> Quote:
     if call is None:
         raise InvalidInput(
             f"feature {feature.key!r} is metered by call: give call.duration_seconds, "

@@ -1,0 +1,54 @@
+"""Settings: one object read from ``CREDITBOOK_*`` environment variables.
+
+In production (``CREDITBOOK_ENV=production``) unsafe defaults are refused:
+SQLite, a missing operator key, the manual payment provider.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from pydantic import field_validator, model_validator
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+from creditbook.domain.errors import InvalidInput
+
+
+class Settings(BaseSettings):
+    model_config = SettingsConfigDict(env_prefix="CREDITBOOK_", extra="ignore")
+
+    env: str = "development"
+    database_url: str | None = None
+    catalog: Path | None = None
+    operator_key: str | None = None
+    payment_provider: str = "manual"
+    stripe_api_key: str | None = None
+    stripe_api_base: str | None = None
+    stripe_webhook_secret: str | None = None
+    secret_key: str | None = None
+    rate_limit_requests: int = 20
+    rate_limit_window_seconds: int = 2
+
+    @field_validator("env")
+    @classmethod
+    def _known_env(cls, value: str) -> str:
+        if value not in ("development", "test", "production"):
+            raise ValueError("env must be development, test or production")
+        return value
+
+    @model_validator(mode="after")
+    def _safe_in_production(self) -> Settings:
+        if self.env != "production":
+            return self
+        problems = []
+        if not self.database_url or self.database_url.startswith("sqlite"):
+            problems.append("CREDITBOOK_DATABASE_URL must point at PostgreSQL")
+        if not self.operator_key or len(self.operator_key) < 32:
+            problems.append("CREDITBOOK_OPERATOR_KEY must be set (32+ characters)")
+        if self.payment_provider == "manual":
+            problems.append("CREDITBOOK_PAYMENT_PROVIDER=manual grants credits without payment")
+        if not self.secret_key or len(self.secret_key) < 32:
+            problems.append("CREDITBOOK_SECRET_KEY must be set (32+ characters)")
+        if problems:
+            raise InvalidInput("unsafe production settings: " + "; ".join(problems))
+        return self

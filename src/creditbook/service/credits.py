@@ -1,0 +1,680 @@
+"""The use cases of the credits engine: the typed Python API that everything else calls.
+
+Each method that moves credits is one transaction on one team:
+
+1. lock the team (serializes writers of that team on SQLite and PostgreSQL);
+2. if an idempotency key was given and is known, answer the stored receipt
+   (or refuse a different request with ``IdempotencyConflict``);
+3. load the team's live grants into a ``TeamBook`` and bring it up to date
+   (expired holds released, expired grants written off, period grants issued);
+4. apply the command; a refusal raises before anything is written;
+5. write the book's changes, the receipt under its key, and commit.
+
+The HTTP API, the CLI and the dashboard are thin layers over this class.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import zoneinfo
+from collections.abc import Callable
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Any, Protocol, TypeVar
+
+from email_validator import EmailNotValidError, validate_email
+from sqlalchemy import Engine
+
+from creditbook.adapters.db.audit import AuditReport
+from creditbook.adapters.db.audit import audit as run_audit
+from creditbook.adapters.db.repository import SqlUnitOfWork
+from creditbook.domain.book import Balance, ChargeResult, TeamBook
+from creditbook.domain.catalog import Catalog
+from creditbook.domain.clock import Clock, ensure_aware
+from creditbook.domain.errors import (
+    AlreadyExists,
+    GrantNotFound,
+    HoldNotFound,
+    IdempotencyConflict,
+    InvalidInput,
+    TeamNotFound,
+)
+from creditbook.domain.grants import Category, Grant, Source
+from creditbook.domain.holds import Hold
+from creditbook.domain.ids import new_id
+from creditbook.domain.ledger import SYSTEM, Actor, Entry
+from creditbook.domain.pricing import Call
+from creditbook.domain.team import Member, Role, Team
+from creditbook.service.receipts import (
+    ChargeReceipt,
+    Drawn,
+    GrantReceipt,
+    HoldReceipt,
+    ReleaseReceipt,
+    RevokeReceipt,
+)
+
+MAX_KEY_LENGTH = 255
+MAX_PAGE = 500
+
+
+class Receipt(Protocol):
+    def to_dict(self) -> dict[str, Any]: ...
+
+
+R = TypeVar("R", bound=Receipt)
+
+UnitOfWorkFactory = Callable[[], SqlUnitOfWork]
+CatchUpStep = Callable[[SqlUnitOfWork, TeamBook, datetime], None]
+DueStep = Callable[[SqlUnitOfWork, str, datetime], datetime | None]
+
+
+@dataclass(frozen=True, slots=True)
+class LedgerPage:
+    entries: tuple[Entry, ...]
+    next_cursor: str | None
+
+
+def request_hash(operation: str, request: dict[str, Any]) -> str:
+    canonical = json.dumps({"op": operation, **request}, sort_keys=True, default=str)
+    return hashlib.sha256(canonical.encode()).hexdigest()
+
+
+def actor_dict(actor: Actor) -> dict[str, str | None]:
+    return {
+        "member": actor.member_id,
+        "key": actor.api_key_id,
+        "job": actor.job_id,
+        "operator": actor.operator,
+    }
+
+
+def check_time_zone(name: str) -> str:
+    try:
+        zoneinfo.ZoneInfo(name)
+    except (zoneinfo.ZoneInfoNotFoundError, ValueError):
+        raise InvalidInput(
+            f"unknown time zone {name!r}; use an IANA name such as 'Europe/Paris' or 'UTC'",
+            field="time_zone",
+        ) from None
+    return name
+
+
+def check_email(email: str) -> str:
+    try:
+        return validate_email(email, check_deliverability=False).normalized
+    except EmailNotValidError as exc:
+        raise InvalidInput(f"invalid email {email!r}: {exc}", field="email") from None
+
+
+class Creditbook:
+    """The credits engine. Build one with ``creditbook.open()``."""
+
+    def __init__(
+        self,
+        uow_factory: UnitOfWorkFactory,
+        catalog: Catalog,
+        clock: Clock,
+        engine: Engine | None = None,
+    ) -> None:
+        self.uow = uow_factory
+        self.engine = engine
+        self.catalog = catalog
+        self.clock = clock
+        # Extra rules run when a team is brought up to date (plans add theirs).
+        self.catch_up_steps: list[CatchUpStep] = []
+        self.due_steps: list[DueStep] = []
+
+    # ---- teams and members -------------------------------------------------
+
+    def create_team(self, name: str, *, time_zone: str = "UTC", team_id: str | None = None) -> Team:
+        name = name.strip()
+        if not name or len(name) > 200:
+            raise InvalidInput("a team name is 1 to 200 characters", field="name")
+        team = Team(
+            id=team_id or new_id("team"),
+            name=name,
+            time_zone=check_time_zone(time_zone),
+            created_at=self.clock.now(),
+        )
+        with self.uow() as uow:
+            if uow.get_team(team.id) is not None:
+                raise AlreadyExists(f"team {team.id!r} already exists", id=team.id)
+            uow.add_team(team)
+            uow.commit()
+        return team
+
+    def get_team(self, team_id: str) -> Team:
+        with self.uow() as uow:
+            team = uow.get_team(team_id)
+        if team is None:
+            raise TeamNotFound(team_id)
+        return team
+
+    def add_member(
+        self,
+        team_id: str,
+        email: str,
+        role: Role | str = Role.MEMBER,
+        *,
+        monthly_cap: int | None = None,
+    ) -> Member:
+        member = Member(
+            id=new_id("mem"),
+            team_id=team_id,
+            email=check_email(email),
+            role=role if isinstance(role, Role) else Role.parse(role),
+            created_at=self.clock.now(),
+            monthly_cap=monthly_cap,
+        )
+        with self.uow() as uow:
+            uow.lock_team(team_id)
+            if uow.find_member_by_email(team_id, member.email) is not None:
+                raise AlreadyExists(
+                    f"{member.email} is already a member of this team", email=member.email
+                )
+            uow.add_member(member)
+            uow.commit()
+        return member
+
+    def members(self, team_id: str) -> list[Member]:
+        with self.uow() as uow:
+            if uow.get_team(team_id) is None:
+                raise TeamNotFound(team_id)
+            return uow.list_members(team_id)
+
+    # ---- moving credits ------------------------------------------------------
+
+    def grant(
+        self,
+        team_id: str,
+        credits: int,
+        *,
+        category: Category | str = Category.FREE,
+        source: Source | str = Source.GIFT,
+        scope: list[str] | tuple[str, ...] | frozenset[str] | None = None,
+        expires_at: datetime | None = None,
+        effective_at: datetime | None = None,
+        reason: str | None = None,
+        origin: str | None = None,
+        bucket: str | None = None,
+        actor: Actor = SYSTEM,
+        idempotency_key: str | None = None,
+    ) -> GrantReceipt:
+        """Give a team credits (a gift, an adjustment, a purchase's credits)."""
+        cat = _parse_enum(Category, category, "category")
+        src = _parse_enum(Source, source, "source")
+        scope_set = frozenset(scope) if scope is not None else None
+        chosen_bucket = bucket or _default_bucket(src, cat, scope_set)
+        expires = ensure_aware(expires_at) if expires_at is not None else None
+        effective = ensure_aware(effective_at) if effective_at is not None else None
+        request = {
+            "credits": credits,
+            "category": cat.value,
+            "source": src.value,
+            "scope": sorted(scope_set) if scope_set is not None else None,
+            "expires_at": expires,
+            "effective_at": effective,
+            "reason": reason,
+            "origin": origin,
+            "bucket": chosen_bucket,
+            "actor": actor_dict(actor),
+        }
+
+        def apply(book: TeamBook, uow: SqlUnitOfWork) -> GrantReceipt:
+            grant = book.issue(
+                credits=credits,
+                source=src,
+                category=cat,
+                bucket=chosen_bucket,
+                scope=scope_set,
+                effective_at=effective,
+                expires_at=expires,
+                origin=origin,
+                actor=actor,
+                memo=reason,
+                idempotency_key=idempotency_key,
+            )
+            return _grant_receipt(grant, book.entries[-1].id)
+
+        return self._change(team_id, "grant", request, idempotency_key, apply, GrantReceipt)
+
+    def charge(
+        self,
+        team_id: str,
+        feature: str,
+        *,
+        quantity: int = 1,
+        outcome: str | None = None,
+        call: Call | None = None,
+        actor: Actor = SYSTEM,
+        idempotency_key: str | None = None,
+    ) -> ChargeReceipt:
+        """Charge a use whose outcome is known; a non-billable outcome costs 0."""
+        request = {
+            "feature": feature,
+            "quantity": quantity,
+            "outcome": outcome,
+            "call": _call_dict(call),
+            "actor": actor_dict(actor),
+        }
+
+        def apply(book: TeamBook, uow: SqlUnitOfWork) -> ChargeReceipt:
+            result = book.charge(
+                feature,
+                quantity=quantity,
+                outcome=outcome,
+                call=call,
+                actor=actor,
+                idempotency_key=idempotency_key,
+            )
+            return _charge_receipt(book, result)
+
+        return self._change(team_id, "charge", request, idempotency_key, apply, ChargeReceipt)
+
+    def hold(
+        self,
+        team_id: str,
+        feature: str,
+        *,
+        quantity: int = 1,
+        ttl_seconds: int | None = None,
+        call: Call | None = None,
+        actor: Actor = SYSTEM,
+        idempotency_key: str | None = None,
+    ) -> HoldReceipt:
+        """Reserve the most the work can cost, before doing it."""
+        request = {
+            "feature": feature,
+            "quantity": quantity,
+            "ttl_seconds": ttl_seconds,
+            "call": _call_dict(call),
+            "actor": actor_dict(actor),
+        }
+
+        def apply(book: TeamBook, uow: SqlUnitOfWork) -> HoldReceipt:
+            hold = book.hold(
+                feature,
+                quantity=quantity,
+                ttl_seconds=ttl_seconds,
+                call=call,
+                actor=actor,
+                idempotency_key=idempotency_key,
+            )
+            return _hold_receipt(book, hold)
+
+        return self._change(team_id, "hold", request, idempotency_key, apply, HoldReceipt)
+
+    def capture(
+        self,
+        team_id: str,
+        hold_id: str,
+        *,
+        outcome: str | None = None,
+        quantity: int | None = None,
+        call: Call | None = None,
+        actor: Actor | None = None,
+        idempotency_key: str | None = None,
+    ) -> ChargeReceipt:
+        """Charge what the held work cost (at most the held amount)."""
+        request = {
+            "hold_id": hold_id,
+            "outcome": outcome,
+            "quantity": quantity,
+            "call": _call_dict(call),
+            "actor": actor_dict(actor) if actor else None,
+        }
+
+        def apply(book: TeamBook, uow: SqlUnitOfWork) -> ChargeReceipt:
+            hold = _hold_in(book, hold_id)
+            result = book.capture(
+                hold,
+                outcome=outcome,
+                quantity=quantity,
+                call=call,
+                actor=actor,
+                idempotency_key=idempotency_key,
+            )
+            return _charge_receipt(book, result, hold=hold)
+
+        return self._change(
+            team_id, "capture", request, idempotency_key, apply, ChargeReceipt, hold_ids=[hold_id]
+        )
+
+    def release(
+        self,
+        team_id: str,
+        hold_id: str,
+        *,
+        actor: Actor | None = None,
+        idempotency_key: str | None = None,
+    ) -> ReleaseReceipt:
+        """Give back every credit a hold reserved."""
+        request = {"hold_id": hold_id, "actor": actor_dict(actor) if actor else None}
+
+        def apply(book: TeamBook, uow: SqlUnitOfWork) -> ReleaseReceipt:
+            hold = _hold_in(book, hold_id)
+            entry = book.release(hold, actor=actor, idempotency_key=idempotency_key)
+            return ReleaseReceipt(hold.id, book.team_id, hold.amount, hold.status.value, entry.id)
+
+        return self._change(
+            team_id, "release", request, idempotency_key, apply, ReleaseReceipt, hold_ids=[hold_id]
+        )
+
+    def revoke(
+        self,
+        team_id: str,
+        grant_id: str,
+        credits: int | None = None,
+        *,
+        reason: str | None = None,
+        actor: Actor = SYSTEM,
+        idempotency_key: str | None = None,
+    ) -> RevokeReceipt:
+        """Take back what is left of a grant (never more): refunds, clawbacks."""
+        request = {
+            "grant_id": grant_id,
+            "credits": credits,
+            "reason": reason,
+            "actor": actor_dict(actor),
+        }
+
+        def apply(book: TeamBook, uow: SqlUnitOfWork) -> RevokeReceipt:
+            if grant_id not in book.grants:
+                # Spent-out grants are not loaded with the book; nothing is left in them.
+                spent = uow.get_grant(team_id, grant_id)
+                if spent is None:
+                    raise GrantNotFound(grant_id)
+                book.grants[spent.id] = spent
+            entry = book.revoke(
+                grant_id, credits, actor=actor, memo=reason, idempotency_key=idempotency_key
+            )
+            return RevokeReceipt(grant_id, team_id, entry.credits, entry.id)
+
+        return self._change(team_id, "revoke", request, idempotency_key, apply, RevokeReceipt)
+
+    # ---- reading -------------------------------------------------------------
+
+    def balance(self, team_id: str) -> Balance:
+        """Available credits by bucket, reserved credits, what expires when."""
+        with self.uow() as uow:
+            book, ran = self._open_book(uow, team_id)
+            self._finish(uow, book, ran_catch_up=ran)
+            uow.commit()
+        return book.balance()
+
+    def available(self, team_id: str, feature: str) -> int:
+        """Credits that could pay for ``feature`` now."""
+        self.catalog.feature(feature)
+        with self.uow() as uow:
+            book, ran = self._open_book(uow, team_id)
+            self._finish(uow, book, ran_catch_up=ran)
+            uow.commit()
+        return book.available_for(feature)
+
+    def grants(self, team_id: str, *, include_spent: bool = False) -> list[Grant]:
+        """The team's grants, oldest first; spent-out ones only when asked."""
+        with self.uow() as uow:
+            book, ran = self._open_book(uow, team_id)
+            self._finish(uow, book, ran_catch_up=ran)
+            found = uow.load_grants(team_id, live_only=not include_spent)
+            uow.commit()
+        return sorted(found, key=lambda g: (g.created_at, g.id))
+
+    def get_hold(self, team_id: str, hold_id: str) -> Hold:
+        with self.uow() as uow:
+            uow.lock_team(team_id)
+            found = uow.load_holds(team_id, [hold_id])
+        if not found:
+            raise HoldNotFound(hold_id)
+        return found[0]
+
+    def ledger(
+        self,
+        team_id: str,
+        *,
+        limit: int = 50,
+        cursor: str | None = None,
+        feature: str | None = None,
+        member_id: str | None = None,
+        kind: str | None = None,
+        since: datetime | None = None,
+        until: datetime | None = None,
+    ) -> LedgerPage:
+        """Entries newest first; pass ``next_cursor`` back for the next page."""
+        if not 1 <= limit <= MAX_PAGE:
+            raise InvalidInput(f"limit must be between 1 and {MAX_PAGE}", field="limit")
+        with self.uow() as uow:
+            if uow.get_team(team_id) is None:
+                raise TeamNotFound(team_id)
+            rows = uow.list_entries(
+                team_id,
+                limit=limit + 1,
+                before=cursor,
+                feature=feature,
+                member_id=member_id,
+                kind=kind,
+                since=ensure_aware(since) if since else None,
+                until=ensure_aware(until) if until else None,
+            )
+        more = len(rows) > limit
+        page = rows[:limit]
+        return LedgerPage(tuple(page), page[-1].id if more and page else None)
+
+    def audit(self, team_id: str | None = None) -> AuditReport:
+        """Recompute every balance from the ledger; ``report.clean`` when all agree."""
+        with self.uow() as uow:
+            if team_id is not None and uow.get_team(team_id) is None:
+                raise TeamNotFound(team_id)
+            return run_audit(uow.conn, team_id)
+
+    # ---- keeping teams up to date ------------------------------------------------
+
+    def catch_up(self, team_id: str) -> int:
+        """Apply whatever is due for one team now; returns the entries written."""
+        with self.uow() as uow:
+            book, ran = self._open_book(uow, team_id)
+            written = len(book.entries)
+            self._finish(uow, book, ran_catch_up=ran)
+            uow.commit()
+        return written
+
+    def tick(self, *, on_team: Callable[[str], None] | None = None) -> int:
+        """Bring every team whose ``due_at`` has passed up to date; returns how many."""
+        now = self.clock.now()
+        with self.uow() as uow:
+            due = uow.list_team_ids(due_before=now)
+        for team_id in due:
+            self.catch_up(team_id)
+            if on_team is not None:
+                on_team(team_id)
+        return len(due)
+
+    # ---- the transaction ------------------------------------------------------------
+
+    def _change(
+        self,
+        team_id: str,
+        operation: str,
+        request: dict[str, Any],
+        idempotency_key: str | None,
+        apply: Callable[[TeamBook, SqlUnitOfWork], R],
+        receipt_type: type[R],
+        *,
+        hold_ids: list[str] | None = None,
+    ) -> R:
+        if idempotency_key is not None and not 1 <= len(idempotency_key) <= MAX_KEY_LENGTH:
+            raise InvalidInput(
+                f"an idempotency key is 1 to {MAX_KEY_LENGTH} characters", field="idempotency_key"
+            )
+        digest = request_hash(operation, request) if idempotency_key else ""
+        with self.uow() as uow:
+            due_at = uow.lock_team(team_id)
+            if idempotency_key is not None:
+                stored = uow.get_idempotency(team_id, idempotency_key)
+                if stored is not None:
+                    stored_hash, _, response = stored
+                    if stored_hash != digest:
+                        raise IdempotencyConflict(idempotency_key)
+                    return receipt_type.from_dict(response)  # type: ignore[attr-defined,no-any-return]
+            book, ran = self._open_book(uow, team_id, due_at=due_at, locked=True, hold_ids=hold_ids)
+            receipt = apply(book, uow)
+            self._finish(uow, book, ran_catch_up=ran, due_at=due_at)
+            data = receipt.to_dict()
+            if idempotency_key is not None:
+                uow.put_idempotency(
+                    team_id, idempotency_key, digest, operation, data, self.clock.now()
+                )
+            uow.commit()
+        return receipt_type.from_dict(data)  # type: ignore[attr-defined,no-any-return]
+
+    def _open_book(
+        self,
+        uow: SqlUnitOfWork,
+        team_id: str,
+        *,
+        due_at: datetime | None = None,
+        locked: bool = False,
+        hold_ids: list[str] | None = None,
+    ) -> tuple[TeamBook, bool]:
+        """Lock the team, load its book and apply what is due; (book, whether a catch-up ran)."""
+        if not locked:
+            due_at = uow.lock_team(team_id)
+        now = self.clock.now()
+        book = TeamBook.load(team_id, self.catalog, now, uow.load_grants(team_id))
+        if hold_ids:
+            for hold in uow.load_holds(team_id, hold_ids):
+                book.holds[hold.id] = hold
+        if due_at is not None and due_at <= now:
+            for hold in uow.load_due_holds(team_id, now):
+                book.holds.setdefault(hold.id, hold)
+            book.expire_holds()
+            book.expire_grants()
+            for step in self.catch_up_steps:
+                step(uow, book, now)
+            return book, True
+        return book, False
+
+    def _finish(
+        self,
+        uow: SqlUnitOfWork,
+        book: TeamBook,
+        *,
+        ran_catch_up: bool,
+        due_at: datetime | None = None,
+    ) -> None:
+        """Write the book's changes and move the team's ``due_at`` if needed."""
+        new_grants, _, new_holds, _, _ = book.pending()
+        uow.save_book(book)
+        if ran_catch_up:
+            new_due = uow.next_due(book.team_id)
+            for step in self.due_steps:
+                extra = step(uow, book.team_id, book.now)
+                if extra is not None and (new_due is None or extra < new_due):
+                    new_due = extra
+            uow.set_due_at(book.team_id, new_due)
+            return
+        candidates = [h.expires_at for h in new_holds]
+        candidates += [g.expires_at for g in new_grants if g.expires_at is not None]
+        if not candidates:
+            return
+        earliest = min(candidates)
+        current = due_at if due_at is not None else uow.team_due_at(book.team_id)
+        if current is None or earliest < current:
+            uow.set_due_at(book.team_id, earliest)
+
+
+def _parse_enum(kind: Any, value: Any, field: str) -> Any:
+    if isinstance(value, kind):
+        return value
+    try:
+        return kind(value)
+    except ValueError:
+        valid = ", ".join(m.value for m in kind)
+        raise InvalidInput(f"unknown {field} {value!r}; valid: {valid}", field=field) from None
+
+
+def _default_bucket(source: Source, category: Category, scope: frozenset[str] | None) -> str:
+    if category is Category.PURCHASED:
+        return "purchased"
+    if source is Source.TRIAL:
+        return "trial"
+    if source in (Source.GIFT, Source.ADJUSTMENT):
+        return "gifted"
+    if scope == frozenset({"calling"}):
+        return "calling"
+    return "subscription"
+
+
+def _call_dict(call: Call | None) -> dict[str, Any] | None:
+    if call is None:
+        return None
+    return {
+        "duration_seconds": call.duration_seconds,
+        "answered": call.answered,
+        "destination": call.destination,
+    }
+
+
+def _hold_in(book: TeamBook, hold_id: str) -> Hold:
+    hold = book.holds.get(hold_id)
+    if hold is None:
+        raise HoldNotFound(hold_id)
+    return hold
+
+
+def _drawn(book: TeamBook, amounts: dict[str, int]) -> tuple[Drawn, ...]:
+    out = []
+    for grant_id, credits in amounts.items():
+        g = book.grants[grant_id]
+        out.append(Drawn(grant_id, credits, g.category.value, g.bucket))
+    return tuple(out)
+
+
+def _charge_receipt(
+    book: TeamBook, result: ChargeResult, hold: Hold | None = None
+) -> ChargeReceipt:
+    q = result.quote
+    return ChargeReceipt(
+        charge_id=result.entry.id,
+        team_id=book.team_id,
+        feature=q.feature,
+        outcome=q.outcome,
+        quantity=q.quantity,
+        unit_cost=q.unit_cost,
+        multiplier=q.multiplier,
+        credits=result.credits,
+        grants=_drawn(book, result.grants),
+        created_at=result.entry.created_at,
+        hold_id=hold.id if hold else None,
+        returned=hold.amount - result.credits if hold else 0,
+    )
+
+
+def _hold_receipt(book: TeamBook, hold: Hold) -> HoldReceipt:
+    return HoldReceipt(
+        hold_id=hold.id,
+        team_id=book.team_id,
+        feature=hold.feature,
+        credits=hold.amount,
+        quantity=hold.quantity,
+        expires_at=hold.expires_at,
+        status=hold.status.value,
+        grants=_drawn(book, dict(hold.allocations)),
+    )
+
+
+def _grant_receipt(grant: Grant, entry_id: str) -> GrantReceipt:
+    return GrantReceipt(
+        grant_id=grant.id,
+        team_id=grant.team_id,
+        credits=grant.amount,
+        category=grant.category.value,
+        source=grant.source.value,
+        bucket=grant.bucket,
+        scope=tuple(sorted(grant.scope)) if grant.scope is not None else None,
+        effective_at=grant.effective_at,
+        expires_at=grant.expires_at,
+        entry_id=entry_id,
+    )
