@@ -252,14 +252,14 @@ def run_workers(
         raise ValueError(f"mode must be 'thread' or 'process', got {mode!r}")
 
     latencies: list[float] = []
-    for t in tallies:
-        latencies.extend(t.latencies_ms)
+    for tally in tallies:
+        latencies.extend(tally.latencies_ms)
     return LoadResult(
         workers=workers,
         mode=mode,
-        ops=sum(t.ops for t in tallies),
-        errors=sum(t.errors for t in tallies),
-        seconds=max((t.elapsed for t in tallies), default=0.0),
+        ops=sum(w.ops for w in tallies),
+        errors=sum(w.errors for w in tallies),
+        seconds=max((w.elapsed for w in tallies), default=0.0),
         latencies_ms=latencies,
-        first_error=next((t.first_error for t in tallies if t.first_error), None),
+        first_error=next((w.first_error for w in tallies if w.first_error), None),
     )

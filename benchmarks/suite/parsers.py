@@ -181,4 +181,3 @@ def parse_pgbench_log(lines: Iterable[str]) -> PgbenchLog:
         else:
             latencies.append(int(value) / 1000.0)
     return PgbenchLog(latencies_ms=latencies, failed=failed, skipped=skipped)
-

@@ -106,8 +106,8 @@ def run_pgbench(
         raise BenchmarkError(f"pgbench exited {proc.returncode}: {proc.stderr.strip()}")
     summary = parse_pgbench_summary(proc.stdout)
     lines: list[str] = []
-    for log in sorted(logdir.glob("pgbench_log.*")):
-        lines.extend(log.read_text().splitlines())
+    for log_file in sorted(logdir.glob("pgbench_log.*")):
+        lines.extend(log_file.read_text().splitlines())
     log = parse_pgbench_log(lines)
     if summary.failed:
         raise BenchmarkError(f"pgbench reported {summary.failed} failed transactions")

@@ -72,7 +72,9 @@ def run_wrk(
     """Run ``wrk --latency -t<threads> -c<connections> -d<seconds>s`` and parse it."""
     _require_loopback(url)
     if shutil.which("wrk") is None:
-        raise BenchmarkError("wrk is not installed; benchmarks/run installs it (apt-get install wrk)")
+        raise BenchmarkError(
+            "wrk is not installed; benchmarks/run installs it (apt-get install wrk)"
+        )
     if connections < threads:
         raise BenchmarkError(f"wrk needs connections >= threads ({connections} < {threads})")
     duration = max(1, round(seconds))
@@ -166,4 +168,3 @@ def wrk_post_script(
         "",
     ]
     return "\n".join(lines)
-

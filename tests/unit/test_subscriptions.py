@@ -4,9 +4,12 @@ from __future__ import annotations
 
 import dataclasses
 from collections import Counter
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
+from zoneinfo import ZoneInfo
 
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from creditbook.catalog import load_catalog
 from creditbook.domain.book import TeamBook, check_invariants
@@ -24,6 +27,7 @@ from creditbook.domain.subscriptions import (
     catch_up,
     change_plan,
     change_seats,
+    current_period,
     new_subscription,
     reactivate,
     start_trial,
@@ -385,3 +389,35 @@ def test_every_command_keeps_the_ledger_balanced_and_the_grants_consistent() -> 
     assert all(e.is_balanced() for e in book.entries)
     assert check_invariants(book.grants.values(), book.holds.values()) == []
     assert buckets(book) == {}
+
+
+# ---- properties ----------------------------------------------------------------
+
+ZONES = ["UTC", "America/New_York", "Europe/Paris", "Australia/Lord_Howe", "Pacific/Apia"]
+
+
+@settings(max_examples=60, deadline=None)
+@given(
+    anchor=st.datetimes(min_value=datetime(2000, 1, 1), max_value=datetime(2090, 1, 1)),
+    tz=st.sampled_from(ZONES),
+    steps=st.lists(st.integers(min_value=0, max_value=120 * 86_400), min_size=1, max_size=6),
+)
+def test_however_often_it_runs_catch_up_issues_and_expires_each_period_exactly_once(
+    anchor: datetime, tz: str, steps: list[int]
+) -> None:
+    start = anchor.replace(tzinfo=ZoneInfo(tz)).astimezone(UTC)
+    sub, book = setup(seats=2, anchor=start, tz=tz)
+    now = start
+    for seconds in steps:
+        now += timedelta(seconds=seconds)
+        catch_up(sub, book, CATALOG, at(book, now))
+        catch_up(sub, book, CATALOG, now)
+    last = current_period(sub, now).index
+    assert sub.issued_through == last
+    origins = Counter(g.origin for g in book.grants.values())
+    assert len(origins) == 2 * (last + 1)
+    assert set(origins.values()) == {1}
+    expired = Counter(e.meta["grant_id"] for e in book.entries if e.kind is EntryKind.EXPIRE)
+    assert set(expired.values()) <= {1}
+    assert len(expired) == 2 * last  # every period before the current one, once
+    assert buckets(book) == {"subscription": 3000, "calling": 800}

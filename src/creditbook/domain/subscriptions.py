@@ -35,7 +35,8 @@ States::
   (``start_trial``), no period grants.
 - ACTIVE: every period issues the plan's allowances.
 - CANCELLED: periods that start before ``cancel_at`` (the end of the period
-  in which the team cancelled) are still issued, later ones are not.
+  in which the team cancelled; the moment of cancelling for a trial, which
+  has no paid period to finish) are still issued, later ones are not.
   Purchased credits are never touched. ``reactivate`` before ``cancel_at``
   simply undoes the cancellation; after it, a new term starts at ``now``
   (new anchor, period 0 issued in full).

@@ -67,6 +67,9 @@ R = TypeVar("R", bound=Receipt)
 
 UnitOfWorkFactory = Callable[[], SqlUnitOfWork]
 CatchUpStep = Callable[[SqlUnitOfWork, TeamBook, datetime], None]
+# Runs after a command was applied and before anything is written; raising
+# refuses the command (spending caps). It sees the new entries in ``book.entries``.
+SpendGuard = Callable[[SqlUnitOfWork, TeamBook], None]
 DueStep = Callable[[SqlUnitOfWork, str, datetime], datetime | None]
 
 
@@ -125,6 +128,7 @@ class Creditbook:
         # Extra rules run when a team is brought up to date (plans add theirs).
         self.catch_up_steps: list[CatchUpStep] = []
         self.due_steps: list[DueStep] = []
+        self.spend_guards: list[SpendGuard] = []
 
     # ---- teams and members -------------------------------------------------
 
@@ -238,7 +242,7 @@ class Creditbook:
             )
             return _grant_receipt(grant, book.entries[-1].id)
 
-        return self._change(team_id, "grant", request, idempotency_key, apply, GrantReceipt)
+        return self.transact(team_id, "grant", request, idempotency_key, apply, GrantReceipt)
 
     def charge(
         self,
@@ -271,7 +275,7 @@ class Creditbook:
             )
             return _charge_receipt(book, result)
 
-        return self._change(team_id, "charge", request, idempotency_key, apply, ChargeReceipt)
+        return self.transact(team_id, "charge", request, idempotency_key, apply, ChargeReceipt)
 
     def hold(
         self,
@@ -304,7 +308,7 @@ class Creditbook:
             )
             return _hold_receipt(book, hold)
 
-        return self._change(team_id, "hold", request, idempotency_key, apply, HoldReceipt)
+        return self.transact(team_id, "hold", request, idempotency_key, apply, HoldReceipt)
 
     def capture(
         self,
@@ -338,7 +342,7 @@ class Creditbook:
             )
             return _charge_receipt(book, result, hold=hold)
 
-        return self._change(
+        return self.transact(
             team_id, "capture", request, idempotency_key, apply, ChargeReceipt, hold_ids=[hold_id]
         )
 
@@ -358,7 +362,7 @@ class Creditbook:
             entry = book.release(hold, actor=actor, idempotency_key=idempotency_key)
             return ReleaseReceipt(hold.id, book.team_id, hold.amount, hold.status.value, entry.id)
 
-        return self._change(
+        return self.transact(
             team_id, "release", request, idempotency_key, apply, ReleaseReceipt, hold_ids=[hold_id]
         )
 
@@ -392,15 +396,15 @@ class Creditbook:
             )
             return RevokeReceipt(grant_id, team_id, entry.credits, entry.id)
 
-        return self._change(team_id, "revoke", request, idempotency_key, apply, RevokeReceipt)
+        return self.transact(team_id, "revoke", request, idempotency_key, apply, RevokeReceipt)
 
     # ---- reading -------------------------------------------------------------
 
     def balance(self, team_id: str) -> Balance:
         """Available credits by bucket, reserved credits, what expires when."""
         with self.uow() as uow:
-            book, ran = self._open_book(uow, team_id)
-            self._finish(uow, book, ran_catch_up=ran)
+            book, ran = self.open_book(uow, team_id)
+            self.finish(uow, book, ran_catch_up=ran)
             uow.commit()
         return book.balance()
 
@@ -408,16 +412,16 @@ class Creditbook:
         """Credits that could pay for ``feature`` now."""
         self.catalog.feature(feature)
         with self.uow() as uow:
-            book, ran = self._open_book(uow, team_id)
-            self._finish(uow, book, ran_catch_up=ran)
+            book, ran = self.open_book(uow, team_id)
+            self.finish(uow, book, ran_catch_up=ran)
             uow.commit()
         return book.available_for(feature)
 
     def grants(self, team_id: str, *, include_spent: bool = False) -> list[Grant]:
         """The team's grants, oldest first; spent-out ones only when asked."""
         with self.uow() as uow:
-            book, ran = self._open_book(uow, team_id)
-            self._finish(uow, book, ran_catch_up=ran)
+            book, ran = self.open_book(uow, team_id)
+            self.finish(uow, book, ran_catch_up=ran)
             found = uow.load_grants(team_id, live_only=not include_spent)
             uow.commit()
         return sorted(found, key=lambda g: (g.created_at, g.id))
@@ -474,9 +478,9 @@ class Creditbook:
     def catch_up(self, team_id: str) -> int:
         """Apply whatever is due for one team now; returns the entries written."""
         with self.uow() as uow:
-            book, ran = self._open_book(uow, team_id)
+            book, ran = self.open_book(uow, team_id)
             written = len(book.entries)
-            self._finish(uow, book, ran_catch_up=ran)
+            self.finish(uow, book, ran_catch_up=ran)
             uow.commit()
         return written
 
@@ -493,7 +497,7 @@ class Creditbook:
 
     # ---- the transaction ------------------------------------------------------------
 
-    def _change(
+    def transact(
         self,
         team_id: str,
         operation: str,
@@ -504,6 +508,14 @@ class Creditbook:
         *,
         hold_ids: list[str] | None = None,
     ) -> R:
+        """Run ``apply`` on the team's up-to-date book in one transaction.
+
+        The building block of every use case that changes a team (area
+        services such as plans and purchases use it too): locks the team,
+        answers a known idempotency key with its stored receipt, runs the
+        spend guards, writes the book and the receipt, commits.
+        ``receipt_type`` needs ``to_dict`` and a ``from_dict`` classmethod.
+        """
         if idempotency_key is not None and not 1 <= len(idempotency_key) <= MAX_KEY_LENGTH:
             raise InvalidInput(
                 f"an idempotency key is 1 to {MAX_KEY_LENGTH} characters", field="idempotency_key"
@@ -518,9 +530,11 @@ class Creditbook:
                     if stored_hash != digest:
                         raise IdempotencyConflict(idempotency_key)
                     return receipt_type.from_dict(response)  # type: ignore[attr-defined,no-any-return]
-            book, ran = self._open_book(uow, team_id, due_at=due_at, locked=True, hold_ids=hold_ids)
+            book, ran = self.open_book(uow, team_id, due_at=due_at, locked=True, hold_ids=hold_ids)
             receipt = apply(book, uow)
-            self._finish(uow, book, ran_catch_up=ran, due_at=due_at)
+            for guard in self.spend_guards:
+                guard(uow, book)
+            self.finish(uow, book, ran_catch_up=ran, due_at=due_at)
             data = receipt.to_dict()
             if idempotency_key is not None:
                 uow.put_idempotency(
@@ -529,7 +543,7 @@ class Creditbook:
             uow.commit()
         return receipt_type.from_dict(data)  # type: ignore[attr-defined,no-any-return]
 
-    def _open_book(
+    def open_book(
         self,
         uow: SqlUnitOfWork,
         team_id: str,
@@ -556,7 +570,7 @@ class Creditbook:
             return book, True
         return book, False
 
-    def _finish(
+    def finish(
         self,
         uow: SqlUnitOfWork,
         book: TeamBook,

@@ -1,7 +1,8 @@
 """Run localstripe (a stateful fake Stripe API server) on loopback for a test.
 
     with run_localstripe() as base_url:      # "http://127.0.0.1:<free port>"
-        register_webhook(base_url, "hook", url=receiver_url, secret="whsec_x")
+        receiver = WebhookReceiver(); receiver.start()
+        register_webhook(base_url, "hook", url=receiver.url, secret="whsec_x")
         StripePaymentProvider("sk_test_x", "whsec_x", api_base=base_url)
 
 localstripe's own ``start()`` binds every interface and persists its store in
@@ -21,8 +22,11 @@ import socket
 import subprocess
 import sys
 import tempfile
+import threading
 import time
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
+from dataclasses import dataclass
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 
 _SERVER = """
@@ -130,3 +134,59 @@ def register_webhook(
             )
     finally:
         connection.close()
+
+
+@dataclass(frozen=True)
+class Delivery:
+    body: bytes
+    signature: str
+
+
+class WebhookReceiver:
+    """A loopback HTTP endpoint that keeps every webhook delivered to it."""
+
+    def __init__(self) -> None:
+        self.deliveries: list[Delivery] = []
+        self._changed = threading.Condition()
+        receiver = self
+
+        class Handler(BaseHTTPRequestHandler):
+            def do_POST(self) -> None:
+                body = self.rfile.read(int(self.headers.get("Content-Length", "0")))
+                with receiver._changed:
+                    receiver.deliveries.append(
+                        Delivery(body, self.headers.get("Stripe-Signature", ""))
+                    )
+                    receiver._changed.notify_all()
+                self.send_response(200)
+                self.end_headers()
+
+            def log_message(self, format: str, *args: object) -> None:
+                pass
+
+        self._server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self.url = f"http://127.0.0.1:{self._server.server_address[1]}/webhooks/stripe"
+        self._thread = threading.Thread(target=self._server.serve_forever, daemon=True)
+
+    def start(self) -> None:
+        self._thread.start()
+
+    def stop(self) -> None:
+        self._server.shutdown()
+        self._server.server_close()
+
+    def wait_for(self, matches: Callable[[Delivery], bool], timeout: float = 5.0) -> Delivery:
+        deadline = time.monotonic() + timeout
+        with self._changed:
+            while True:
+                for delivery in self.deliveries:
+                    if matches(delivery):
+                        return delivery
+                left = deadline - time.monotonic()
+                if left <= 0:
+                    raise AssertionError(f"no matching webhook within {timeout} s")
+                self._changed.wait(left)
+
+    def matching(self, matches: Callable[[Delivery], bool]) -> list[Delivery]:
+        with self._changed:
+            return [delivery for delivery in self.deliveries if matches(delivery)]

@@ -17,9 +17,7 @@ def anyio_backend() -> str:
 def dns_stub() -> Iterator[Callable[..., DnsStub]]:
     started: list[DnsStub] = []
 
-    def start(
-        records: dict[tuple[str, str], list[str]], drop: set[str] | None = None
-    ) -> DnsStub:
+    def start(records: dict[tuple[str, str], list[str]], drop: set[str] | None = None) -> DnsStub:
         stub = DnsStub(records, drop or set())
         started.append(stub)
         return stub

@@ -40,7 +40,10 @@ async def test_dnspython_resolver_reads_mx_records_in_preference_order(
     dns_stub: Callable[..., DnsStub],
 ) -> None:
     resolver = _resolver(dns_stub(RECORDS))
-    assert await resolver.mx("acme.example") == [(10, "mx.acme.example"), (20, "backup.acme.example")]
+    assert await resolver.mx("acme.example") == [
+        (10, "mx.acme.example"),
+        (20, "backup.acme.example"),
+    ]
     assert await resolver.addresses("mx.acme.example") == ["127.0.0.1"]
     assert await resolver.mx("missing.example") == []
 

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from alembic import context
 
-from creditbook.adapters.db.tables import metadata
+from creditbook.adapters.db.schema import metadata
 
 config = context.config
 connection = config.attributes.get("connection")

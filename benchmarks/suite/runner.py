@@ -1,0 +1,208 @@
+"""The run: pick rows, execute them in order with their audits, then report and save.
+
+Exit status: 0 when every selected row measured and every audit came back clean;
+1 when a row raised or an audit failed (or, with ``--fail-on-targets``, when a target
+was missed); 2 for a bad command line.
+"""
+
+from __future__ import annotations
+
+import argparse
+import datetime as dt
+import importlib
+import os
+import pkgutil
+import sys
+import time
+import traceback
+from collections.abc import Sequence
+from dataclasses import replace
+from pathlib import Path
+from typing import Any, Literal, cast
+
+from rich.console import Console
+
+from . import rows as rows_package
+from .core import BenchmarkError, PgTarget, RowSpec, RunContext, registered_rows, select_rows
+from .machine import describe_machine
+from .report import (
+    RowOutcome,
+    evaluate_limits,
+    evaluate_ratios,
+    markdown_report,
+    plot_throughput,
+    print_report,
+    write_json,
+)
+from .targets import LIMITS, PLANNED_ROWS, RATIOS
+
+RESULTS_DIR = Path(__file__).resolve().parent.parent / "results"
+
+
+def load_row_modules() -> None:
+    """Import every module in ``suite/rows`` so their ``@row`` decorators register."""
+    for info in sorted(pkgutil.iter_modules(rows_package.__path__), key=lambda m: m.name):
+        importlib.import_module(f"{rows_package.__name__}.{info.name}")
+
+
+def run_row(spec: RowSpec, ctx: RunContext, console: Console) -> RowOutcome:
+    """Run one row and its audits; never raises (the outcome records what went wrong)."""
+    ctx.begin_row(spec)
+    base = RowOutcome(spec.name, spec.group, spec.baseline, spec.description, None)
+    console.print(f"[bold]▶ {spec.name}[/] [dim]({spec.group})[/]")
+    started = time.monotonic()
+    try:
+        result = spec.func(ctx)
+    except Exception as exc:
+        detail = "".join(traceback.format_exception_only(exc)).strip()
+        console.print(f"[bold red]  row failed:[/] {detail}")
+        return replace(base, error=detail)
+    result = replace(result, name=spec.name)
+    console.print(
+        f"  {result.throughput:,.1f} {result.unit}, p50 {result.p50_ms} ms, p99 {result.p99_ms} ms"
+        f" [dim]({time.monotonic() - started:.1f}s)[/]"
+    )
+    hooks = ctx.audits()
+    if not hooks:
+        if spec.needs_audit:
+            problem = "creditbook rows must register an audit hook (@row(audit=) or ctx.add_audit)"
+            return replace(base, result=result, audit="failed", audit_problems=(problem,))
+        return replace(base, result=result)
+    problems: list[str] = []
+    for hook in hooks:
+        try:
+            problems.extend(str(p) for p in hook())
+        except Exception as exc:
+            problems.append(f"audit hook raised {exc!r}")
+    if problems:
+        console.print(f"[bold red]  audit failed:[/] {problems}")
+        return replace(base, result=result, audit="failed", audit_problems=tuple(problems))
+    console.print("  [green]audit clean[/]")
+    return replace(base, result=result, audit="clean")
+
+
+def build_parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(
+        prog="benchmarks/run",
+        description="Run creditbook's benchmark rows against baselines measured in the same run.",
+    )
+    p.add_argument("--seconds", type=float, default=10.0, help="load duration per row (10)")
+    p.add_argument("--rows", action="append", default=[], help="comma-separated exact row names")
+    p.add_argument("--only", action="append", default=[], help="glob on row names, e.g. 'pgbench*'")
+    p.add_argument("--group", action="append", default=[], help="baseline, creditbook, ...")
+    p.add_argument("--list", action="store_true", help="list the rows and exit")
+    p.add_argument("--pg-host", default=os.environ.get("PGHOST", "127.0.0.1"))
+    p.add_argument("--pg-port", type=int, default=int(os.environ.get("PGPORT", "5432")))
+    p.add_argument("--pg-user", default=os.environ.get("PGUSER", "postgres"))
+    p.add_argument("--results-dir", type=Path, default=RESULTS_DIR)
+    p.add_argument("--no-save", action="store_true", help="print only; write no files")
+    p.add_argument("--no-plot", action="store_true")
+    p.add_argument("--plot-scale", choices=("auto", "linear", "log"), default="auto")
+    p.add_argument(
+        "--fail-on-targets", action="store_true", help="exit 1 when a measured target is missed"
+    )
+    return p
+
+
+def list_rows(console: Console, specs: Sequence[RowSpec]) -> None:
+    for spec in specs:
+        console.print(f"{spec.name:48} [dim]{spec.group:11}[/] {spec.description}")
+    missing = [name for name in PLANNED_ROWS if name not in {s.name for s in specs}]
+    for name in missing:
+        console.print(f"[dim]{name:48} {'planned':11} {PLANNED_ROWS[name]}[/]")
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    # Piped output (CI logs, tee) would otherwise wrap the tables at 80 columns.
+    console = Console(width=None if sys.stdout.isatty() else 160)
+    if args.seconds <= 0 or args.seconds > 600:
+        console.print("[red]--seconds must be within (0, 600][/]")
+        return 2
+    load_row_modules()
+    specs = registered_rows()
+    if args.list:
+        list_rows(console, specs)
+        return 0
+    names = [n.strip() for chunk in args.rows for n in chunk.split(",") if n.strip()]
+    try:
+        selected = select_rows(specs, names, args.only, args.group)
+    except BenchmarkError as exc:
+        console.print(f"[red]{exc}[/]")
+        return 2
+    if not selected:
+        console.print("[red]no row matches the filters; see --list[/]")
+        return 2
+
+    pg = PgTarget(args.pg_host, args.pg_port, args.pg_user)
+    started = dt.datetime.now(dt.UTC)
+    machine = describe_machine(pg)
+    console.print(
+        f"[dim]{machine['nproc']} cpus ({machine['cpu_model']}), {machine['mem_total_gib']} GiB,"
+        f" PostgreSQL {machine['postgresql'].get('server_version')}"
+        f" fsync={machine['postgresql'].get('fsync')}"
+        f" synchronous_commit={machine['postgresql'].get('synchronous_commit')},"
+        f" Python {machine['python']}; {len(selected)} rows x {args.seconds:g}s[/]"
+    )
+    ctx = RunContext(args.seconds, pg)
+    outcomes: list[RowOutcome] = []
+    interrupted = False
+    try:
+        for spec in selected:
+            outcomes.append(run_row(spec, ctx, console))
+    except KeyboardInterrupt:
+        interrupted = True
+        console.print("[yellow]interrupted: reporting the rows measured so far[/]")
+    finally:
+        cleanup_errors = ctx.close()
+    for err in cleanup_errors:
+        console.print(f"[red]{err}[/]")
+
+    ratio_verdicts = evaluate_ratios(outcomes, RATIOS)
+    limit_verdicts = evaluate_limits(outcomes, LIMITS)
+    print_report(console, outcomes, ratio_verdicts, limit_verdicts)
+
+    failed = [o.name for o in outcomes if not o.ok]
+    missed = [v.label for v in [*ratio_verdicts, *limit_verdicts] if v.status == "missed"]
+    document: dict[str, Any] = {
+        "started_at": started.isoformat(timespec="seconds"),
+        "finished_at": dt.datetime.now(dt.UTC).isoformat(timespec="seconds"),
+        "seconds_per_row": args.seconds,
+        "argv": list(argv if argv is not None else sys.argv[1:]),
+        "machine": machine,
+        "rows": [o.to_json() for o in outcomes],
+        "ratios": [v.to_json() for v in ratio_verdicts],
+        "limits": [v.to_json() for v in limit_verdicts],
+        "failed_rows": failed,
+        "missed_targets": missed,
+        "cleanup_errors": cleanup_errors,
+        "interrupted": interrupted,
+    }
+    if not args.no_save:
+        out: Path = args.results_dir
+        stamp = started.strftime("%Y%m%dT%H%M%SZ")
+        write_json(out / f"{stamp}.json", document)
+        write_json(out / "latest.json", document)
+        (out / "latest.md").write_text(markdown_report(outcomes, ratio_verdicts, limit_verdicts))
+        if not args.no_plot:
+            pg_info = machine["postgresql"]
+            title = (
+                f"{started:%Y-%m-%d} · {machine['nproc']} cpus · PostgreSQL "
+                f"{pg_info.get('server_version')} (fsync={pg_info.get('fsync')}, "
+                f"synchronous_commit={pg_info.get('synchronous_commit')}) · "
+                f"{args.seconds:g}s per row"
+            )
+            plot_throughput(
+                outcomes,
+                out / "latest.png",
+                scale=cast(Literal["auto", "linear", "log"], args.plot_scale),
+                title=title,
+            )
+        console.print(f"[dim]saved {out / f'{stamp}.json'} and latest.json/.md/.png[/]")
+    if failed or cleanup_errors or interrupted:
+        console.print(f"[bold red]run failed: {failed or cleanup_errors}[/]")
+        return 1
+    if missed and args.fail_on_targets:
+        console.print(f"[bold red]targets missed: {missed}[/]")
+        return 1
+    return 0

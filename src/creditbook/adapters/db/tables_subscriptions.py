@@ -1,0 +1,7 @@
+"""Tables of the subscriptions area, defined on the shared metadata."""
+
+from __future__ import annotations
+
+from creditbook.adapters.db.tables import metadata
+
+__all__ = ["metadata"]

@@ -1,0 +1,81 @@
+"""``creditbook demo``: a guided tour on the default catalog.
+
+Creates a demo team, gives it this month's free credits and a purchase,
+uses every feature once (billable and not), holds and captures, then shows
+the balance by bucket and the ledger, and ends with a clean audit.
+"""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime, timedelta
+
+from creditbook.domain.ledger import Actor
+from creditbook.domain.pricing import Call
+from creditbook.entrypoints.cli.app import app, balance_table, book, console, ledger_table
+
+
+@app.command("demo")
+def demo() -> None:
+    """Create a demo team, spend credits on each feature, print balance and ledger."""
+    engine = book()
+    now = datetime.now(UTC)
+    team = engine.create_team("Demo team", time_zone="Europe/Paris")
+    admin = engine.add_member(team.id, "ada@demo.example", "admin")
+    member = engine.add_member(team.id, "max@demo.example", "member")
+    console.rule(f"[bold]creditbook demo[/]: team {team.id}")
+    engine.grant(
+        team.id,
+        1000,
+        category="free",
+        source="plan",
+        bucket="subscription",
+        expires_at=now + timedelta(days=30),
+        reason="this month's plan credits",
+        actor=Actor(operator="demo"),
+    )
+    engine.grant(
+        team.id,
+        400,
+        category="free",
+        source="allowance",
+        scope=["calling"],
+        expires_at=now + timedelta(days=30),
+        reason="calling allowance",
+        actor=Actor(operator="demo"),
+    )
+    engine.grant(
+        team.id,
+        500,
+        category="purchased",
+        source="purchase",
+        reason="500 credits bought",
+        actor=Actor(member_id=admin.id),
+    )
+    by_member = Actor(member_id=member.id)
+    steps = [
+        ("email_finder", {"outcome": "deliverable"}),
+        ("email_finder", {"outcome": "risky"}),
+        ("email_finder", {"outcome": "undeliverable"}),
+        ("linkedin_enrichment", {"outcome": "found"}),
+        ("phone_finder", {"outcome": "found"}),
+        ("phone_finder", {"outcome": "not_found"}),
+        ("ai_variable", {"outcome": "succeeded"}),
+        ("calling", {"call": Call(185, True, "US")}),
+        ("calling", {"call": Call(40, False, "US")}),
+    ]
+    for feature, kwargs in steps:
+        receipt = engine.charge(team.id, feature, actor=by_member, **kwargs)  # type: ignore[arg-type]
+        console.print(
+            f"  {feature:<20} {receipt.outcome:<14} [bold]{receipt.credits:>3}[/] credits"
+        )
+    held = engine.hold(team.id, "phone_finder", quantity=3, actor=by_member)
+    captured = engine.capture(team.id, held.hold_id, quantity=1)
+    console.print(
+        f"  hold {held.credits} for 3 phone lookups, 1 found: captured {captured.credits}, "
+        f"{captured.returned} returned"
+    )
+    console.print(balance_table(engine.balance(team.id), title=f"Balance of {team.name}"))
+    console.print(ledger_table(engine.ledger(team.id, limit=30).entries))
+    report = engine.audit(team.id)
+    status = "[green]clean[/]" if report.clean else f"[red]{len(report.problems)} problems[/]"
+    console.print(f"audit: {status} ({report.entries} entries)")
