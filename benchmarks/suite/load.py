@@ -145,6 +145,9 @@ def _work(op: Op, seconds: float, max_ops: int | None) -> WorkerTally:
     return tally
 
 
+_PEER_SETUP_FAILED = "another worker's setup failed"
+
+
 def _setup_failed(index: int) -> WorkerTally:
     return WorkerTally(errors=1, first_error=f"worker {index} setup: {traceback.format_exc()}")
 
@@ -166,7 +169,7 @@ def _process_main(
     try:
         barrier.wait()
     except threading.BrokenBarrierError:
-        results.put((index, WorkerTally(errors=1, first_error="another worker's setup failed")))
+        results.put((index, WorkerTally(errors=1, first_error=_PEER_SETUP_FAILED)))
         return
     results.put((index, _work(op, seconds, max_ops)))
 
@@ -207,7 +210,7 @@ def run_workers(
             try:
                 barrier.wait()
             except threading.BrokenBarrierError:
-                out[index] = WorkerTally(errors=1, first_error="another worker's setup failed")
+                out[index] = WorkerTally(errors=1, first_error=_PEER_SETUP_FAILED)
                 return
             out[index] = _work(op, seconds, max_ops_per_worker)
 
@@ -261,5 +264,9 @@ def run_workers(
         errors=sum(w.errors for w in tallies),
         seconds=max((w.elapsed for w in tallies), default=0.0),
         latencies_ms=latencies,
-        first_error=next((w.first_error for w in tallies if w.first_error), None),
+        # The worker whose setup raised says why; the others only say they were stopped.
+        first_error=next(
+            (w.first_error for w in tallies if w.first_error not in (None, _PEER_SETUP_FAILED)),
+            next((w.first_error for w in tallies if w.first_error), None),
+        ),
     )

@@ -60,6 +60,8 @@ def describe_machine(pg: PgTarget) -> dict[str, Any]:
         "cpu_model": cpu_model(_read("/proc/cpuinfo")),
         "mem_total_gib": mem_total_gib(_read("/proc/meminfo")),
         "kernel": platform.release(),
+        # Another process busy on a 2-core machine moves every row; keep the evidence.
+        "loadavg_at_start": [round(x, 2) for x in os.getloadavg()],
         "python": platform.python_version(),
         "postgresql": postgres,
         "pgbench": _first_line(["pgbench", "--version"]),

@@ -215,6 +215,8 @@ def plot_throughput(
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
+    from matplotlib.patches import Patch
+    from matplotlib.ticker import FuncFormatter
 
     values = [o.result.throughput for o in measured if o.result is not None]
     labels = [o.name for o in measured]
@@ -223,7 +225,7 @@ def plot_throughput(
     use_log = scale == "log" or (
         scale == "auto" and min(values) > 0 and max(values) / min(values) > 20
     )
-    fig, ax = plt.subplots(figsize=(10, 0.5 * len(measured) + 1.6))
+    fig, ax = plt.subplots(figsize=(10, 0.5 * len(measured) + 2.0))
     positions = list(range(len(measured)))[::-1]
     ax.barh(positions, values, color=colours)
     ax.set_yticks(positions, labels)
@@ -234,16 +236,19 @@ def plot_throughput(
     ax.set_xlim(right=top * (8 if use_log else 1.25))
     for y, v, u in zip(positions, values, units, strict=True):
         ax.text(v, y, f"  {v:,.0f} {u}", va="center", fontsize=8)
-    from matplotlib.patches import Patch
-
     ax.legend(
         handles=[
             Patch(color="#5b7aa6", label="baseline (PostgreSQL alone)"),
             Patch(color="#e07b24", label="creditbook"),
         ],
-        loc="lower right",
+        loc="upper center",
+        bbox_to_anchor=(0.5, -0.12 - 0.6 / len(measured)),
+        ncol=2,
         fontsize=8,
+        frameon=False,
     )
+    if not use_log:
+        ax.xaxis.set_major_formatter(FuncFormatter(lambda x, _pos: f"{x:,.0f}"))
     if title:
         ax.set_title(title, fontsize=9)
     fig.tight_layout()

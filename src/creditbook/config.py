@@ -28,6 +28,10 @@ class Settings(BaseSettings):
     secret_key: str | None = None
     rate_limit_requests: int = 20
     rate_limit_window_seconds: int = 2
+    # Comma-separated API key ids (``key_...``) exempt from the rate limit (service keys).
+    rate_limit_exempt_keys: str = ""
+    # ``GET /v1/noop`` (no database work, for benchmarks); None: on unless production.
+    api_noop: bool | None = None
 
     @field_validator("env")
     @classmethod

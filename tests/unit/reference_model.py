@@ -91,6 +91,7 @@ class Outcome(TypedDict):
     credits: int
     split: dict[str, int]
     billable: bool
+    returned: list[tuple[str, int]]  # held credits given back, in the order they go back
 
 
 def _is_int(value: object) -> bool:
@@ -244,7 +245,7 @@ class RefBook:
                 self.grants[gid]["spendable"] -= n
                 self.grants[gid]["used"] += n
                 split[gid] = n
-        answer = Outcome(credits=credits, split=split, billable=credits > 0)
+        answer = Outcome(credits=credits, split=split, billable=credits > 0, returned=[])
         if key is not None:  # a refusal above stored nothing: the key stays free
             self._answers[key] = (request, answer)
         return answer, False
@@ -341,19 +342,23 @@ class RefBook:
                 split[gid] = split.get(gid, 0) + take
             if held - take:
                 back.append((gid, held - take))
-        for gid, n_back in reversed(back):
+        back.reverse()  # the last drawn goes back first
+        for gid, n_back in back:
             self._give_back(gid, n_back)
         hold["status"] = "captured"
         hold["captured"] = credits
-        return Outcome(credits=credits, split=split, billable=credits > 0)
+        return Outcome(credits=credits, split=split, billable=credits > 0, returned=back)
 
-    def release(self, hid: str, *, status: str = "released") -> None:
+    def release(self, hid: str, *, status: str = "released") -> list[tuple[str, int]]:
+        """Give every held credit back, last drawn first; what went back, in order."""
         hold = self.holds[hid]
         if status == "released":
             self._active(hold)
-        for gid, n in reversed(hold["drawn"]):
+        back = list(reversed(hold["drawn"]))
+        for gid, n in back:
             self._give_back(gid, n)
         hold["status"] = status
+        return back
 
     def sweep_holds(self) -> list[str]:
         """Release every active hold past its time to live; their ids."""

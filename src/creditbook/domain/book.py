@@ -346,7 +346,12 @@ class TeamBook:
         expired: bool = False,
     ) -> Entry:
         """Give every held credit back to the grants it came from."""
-        self._require_active(hold)
+        if expired:
+            # The TTL has passed; only the status must still be active.
+            if hold.status is not HoldStatus.ACTIVE:
+                raise HoldNotActive(hold.id, hold.status.value)
+        else:
+            self._require_active(hold)
         returned = list(reversed(hold.allocations))
         postings = self._return_held(returned)
         hold.status = HoldStatus.EXPIRED if expired else HoldStatus.RELEASED
@@ -418,8 +423,12 @@ class TeamBook:
         as what is left, never more.
         """
         grant = self._grant(grant_id)
-        if credits is not None and (isinstance(credits, bool) or credits < 1):
-            raise InvalidAmount(f"credits to revoke must be at least 1, got {credits!r}")
+        if credits is not None and (
+            isinstance(credits, bool) or not isinstance(credits, int) or credits < 1
+        ):
+            raise InvalidAmount(
+                f"credits to revoke must be a whole number of at least 1, got {credits!r}"
+            )
         take = grant.available if credits is None else min(credits, grant.available)
         postings: list[Posting] = []
         if take > 0:
@@ -450,14 +459,16 @@ class TeamBook:
         feature = self.catalog.feature(hold.feature)
         if feature.metered_by_call:
             if call is None:
-                # Without the call's details, capture what was held.
+                # Without the call's details the outcome decides: all that was held or nothing.
+                chosen = outcome or feature.default_outcome
+                credits = hold.amount if feature.is_billable(chosen) else 0
                 return Quote(
                     hold.feature,
-                    hold.quantity,
-                    outcome or "answered",
+                    hold.quantity if credits else 0,
+                    chosen,
                     hold.unit_cost,
                     hold.multiplier,
-                    hold.amount,
+                    credits,
                     hold.tier,
                 )
             q = quote(self.catalog, hold.feature, outcome=outcome, call=call)
@@ -474,6 +485,15 @@ class TeamBook:
                     hold.tier,
                 )
             return q
+        if quantity is not None and (
+            isinstance(quantity, bool) or not isinstance(quantity, int) or quantity < 0
+        ):
+            raise InvalidQuantity(
+                f"quantity to capture must be a whole number from 0 to {hold.quantity}, "
+                f"got {quantity!r}",
+                minimum=0,
+                maximum=hold.quantity,
+            )
         if quantity is not None and quantity > hold.quantity:
             raise CaptureExceedsHold(
                 hold.id, hold.amount, quantity * hold.unit_cost * hold.multiplier

@@ -42,7 +42,10 @@ class Money:
         if not value.is_finite():
             raise InvalidAmount(f"amount {amount!r} is not a finite number")
         quantum = Decimal(1).scaleb(-minor_unit_exponent(code))
-        quantized = value.quantize(quantum)
+        try:
+            quantized = value.quantize(quantum)
+        except InvalidOperation as exc:
+            raise InvalidAmount(f"amount {amount} is too large") from exc
         if quantized != value:
             raise InvalidAmount(f"amount {amount} has more decimals than {code} allows")
         return cls(quantized, code)

@@ -427,9 +427,12 @@ class Creditbook:
         return sorted(found, key=lambda g: (g.created_at, g.id))
 
     def get_hold(self, team_id: str, hold_id: str) -> Hold:
+        """A hold as it stands now (a hold past its TTL reads as expired)."""
         with self.uow() as uow:
-            uow.lock_team(team_id)
+            book, ran = self.open_book(uow, team_id)
+            self.finish(uow, book, ran_catch_up=ran)
             found = uow.load_holds(team_id, [hold_id])
+            uow.commit()
         if not found:
             raise HoldNotFound(hold_id)
         return found[0]

@@ -45,7 +45,7 @@ class RecordingClient(stripe.HTTPClient):
         self.answer = answer
         self.sent: list[Sent] = []
 
-    def request(  # type: ignore[override]
+    def request(
         self,
         method: str,
         url: str,

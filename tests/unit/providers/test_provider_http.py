@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 import httpx
 import pytest
 
@@ -28,7 +30,10 @@ def test_json_path_walks_keys_and_list_indexes() -> None:
     assert json_path([1, 2], "x") is None
 
 
-def _provider(handler: httpx.MockTransport, **kwargs: object) -> HttpEnrichmentProvider:
+def _provider(
+    transport: httpx.MockTransport, *, feature: str = "email_finder", **options: Any
+) -> tuple[HttpEnrichmentProvider, list[float]]:
+    """A provider over ``transport`` and the list of backoff sleeps it asked for."""
     sleeps: list[float] = []
 
     async def sleep(seconds: float) -> None:
@@ -36,20 +41,19 @@ def _provider(handler: httpx.MockTransport, **kwargs: object) -> HttpEnrichmentP
 
     provider = HttpEnrichmentProvider(
         name="remote",
-        feature=kwargs.pop("feature", "email_finder"),  # type: ignore[arg-type]
+        feature=feature,
         url="https://enrich.example/v1",
-        transport=handler,
+        transport=transport,
         sleep=sleep,
         auth_header="X-Api-Key",
         auth_value="secret",
-        **kwargs,  # type: ignore[arg-type]
+        **options,
     )
-    provider.sleeps = sleeps  # type: ignore[attr-defined]
-    return provider
+    return provider, sleeps
 
 
 def test_a_remote_status_maps_to_an_outcome_and_extra_fields_to_data() -> None:
-    provider = _provider(
+    provider, _ = _provider(
         httpx.MockTransport(lambda r: httpx.Response(200)),
         value_path="result.email",
         outcome_path="result.status",
@@ -77,11 +81,11 @@ async def test_retries_back_off_exponentially_then_succeed() -> None:
         seen.append(request)
         return answers[len(seen) - 1]
 
-    provider = _provider(httpx.MockTransport(handler), retries=3, backoff=0.5)
+    provider, sleeps = _provider(httpx.MockTransport(handler), retries=3, backoff=0.5)
     result = await provider.lookup(ADA)
     assert (result.outcome, result.value) == ("deliverable", "x@y.example")
     assert provider.last_attempts == 3
-    assert provider.sleeps == [0.5, 1.0]  # type: ignore[attr-defined]
+    assert sleeps == [0.5, 1.0]
     assert seen[0].headers["x-api-key"] == "secret"
 
 
@@ -89,7 +93,7 @@ async def test_connection_errors_are_retried_and_then_reported() -> None:
     def handler(request: httpx.Request) -> httpx.Response:
         raise httpx.ConnectError("refused", request=request)
 
-    provider = _provider(httpx.MockTransport(handler), retries=1)
+    provider, _ = _provider(httpx.MockTransport(handler), retries=1)
     with pytest.raises(ProviderError, match="failed after 2 attempts: connection failed"):
         await provider.lookup(ADA)
 
@@ -101,7 +105,7 @@ async def test_a_client_error_is_not_retried_and_a_404_means_nothing_found() -> 
         calls.append(1)
         return httpx.Response(401 if len(calls) == 1 else 404, text="no key")
 
-    provider = _provider(httpx.MockTransport(handler), retries=3)
+    provider, _ = _provider(httpx.MockTransport(handler), retries=3)
     with pytest.raises(ProviderError, match="refused the request with HTTP 401"):
         await provider.lookup(ADA)
     assert len(calls) == 1
@@ -115,7 +119,9 @@ async def test_get_requests_send_the_lead_as_query_parameters() -> None:
         seen.append(request)
         return httpx.Response(200, json={})
 
-    provider = _provider(httpx.MockTransport(handler), method="GET", feature="linkedin_enrichment")
+    provider, _ = _provider(
+        httpx.MockTransport(handler), method="GET", feature="linkedin_enrichment"
+    )
     result = await provider.lookup(Lead(first_name="Ada", company_name="Acme"))
     assert dict(seen[0].url.params) == {"first_name": "Ada", "company_name": "Acme"}
     assert result.outcome == "not_found"

@@ -1,7 +1,37 @@
-"""Tables of the access area, defined on the shared metadata."""
+"""Tables of the HTTP API's access layer: API keys and team access status (issue 4).
+
+Keys are looked up team first: the presented key names its team and key id
+(``cbk.<team id>.<key id>.<secret>``), so the lookup is a primary-key read
+on ``(team_id, id)`` that a sharded PostgreSQL routes to one shard. Only the
+SHA-256 of the whole key is stored; the key itself is shown once.
+"""
 
 from __future__ import annotations
 
-from creditbook.adapters.db.tables import metadata
+from sqlalchemy import CheckConstraint, Column, PrimaryKeyConstraint, String, Table
 
-__all__ = ["metadata"]
+from creditbook.adapters.db.tables import UTCDateTime, metadata
+
+api_keys = Table(
+    "api_keys",
+    metadata,
+    Column("team_id", String(40), nullable=False),
+    Column("id", String(40), nullable=False),
+    Column("member_id", String(40), nullable=False),
+    Column("key_hash", String(64), nullable=False),
+    Column("label", String(100), nullable=True),
+    Column("created_at", UTCDateTime(), nullable=False),
+    Column("revoked_at", UTCDateTime(), nullable=True),
+    PrimaryKeyConstraint("team_id", "id"),
+    CheckConstraint("length(key_hash) = 64", name="hash_length"),
+)
+
+team_access = Table(
+    "team_access",
+    metadata,
+    Column("team_id", String(40), nullable=False),
+    Column("status", String(16), nullable=False),
+    Column("updated_at", UTCDateTime(), nullable=False),
+    PrimaryKeyConstraint("team_id"),
+    CheckConstraint("status in ('active', 'suspended')", name="status"),
+)

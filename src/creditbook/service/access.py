@@ -1,0 +1,462 @@
+"""Access to a team: API keys, members' roles and monthly caps, and the cap spend guard.
+
+API keys
+    A key reads ``cbk.<team id>.<key id>.<secret>``: the secret is 32 random
+    bytes (256 bits, URL-safe base64). Only the SHA-256 of the whole key is
+    stored (``api_keys.key_hash``); the key is returned once, when it is
+    made, and never again. The key names its team first, so verifying it is
+    one primary-key read on ``(team_id, id)``: on a PostgreSQL sharded by
+    ``team_id`` the lookup goes to one shard, with no global key table.
+    A key belongs to a member and carries the member's role (admin or
+    member); revoking a key, or removing its member, stops it at once.
+
+Monthly caps
+    An admin may cap what one member spends per month. "Monthly" is the
+    team's billing period when it has a subscription (the ``subscriptions``
+    table, read when present), else the calendar month in the team's time
+    zone. What counts against a cap: charges and captures made by the member
+    in the period, plus the member's holds that are still active (a hold
+    reserves credits, so it counts at once; its capture replaces it). The
+    guard runs inside the spending transaction (``Creditbook.spend_guards``),
+    so two concurrent charges cannot both slip under the cap.
+
+Idempotency keys are kept at least ``IDEMPOTENCY_RETENTION`` (30 days);
+``purge_idempotency_keys`` deletes older ones (``creditbook idempotency purge``).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import hmac
+import secrets
+from collections.abc import Callable
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+from typing import Any
+from zoneinfo import ZoneInfo
+
+from sqlalchemy import and_, delete, func, insert, select, update
+
+from creditbook.adapters.db.repository import SqlUnitOfWork, member_from_row
+from creditbook.adapters.db.tables import holds, idempotency_keys, ledger_entries, members, metadata
+from creditbook.adapters.db.tables_access import api_keys, team_access
+from creditbook.domain.book import TeamBook
+from creditbook.domain.errors import (
+    CapExceeded,
+    Conflict,
+    InvalidInput,
+    MemberNotFound,
+    NotFound,
+    TeamNotFound,
+)
+from creditbook.domain.ids import new_id
+from creditbook.domain.ledger import EntryKind
+from creditbook.domain.team import Member, Role, Team
+from creditbook.service.credits import Creditbook
+
+KEY_PREFIX = "cbk"
+SECRET_BYTES = 32
+IDEMPOTENCY_RETENTION = timedelta(days=30)
+TEAM_STATUSES = ("active", "suspended")
+_UNSET: Any = object()
+
+# (uow, team_id, now) -> the start of the period a cap counts in, or None to fall back.
+PeriodResolver = Callable[[SqlUnitOfWork, str, datetime], datetime | None]
+
+
+class LastAdmin(Conflict):
+    code = "last_admin"
+    title = "A team keeps at least one admin"
+
+
+class KeyNotFound(NotFound):
+    def __init__(self, key_id: str) -> None:
+        super().__init__(f"no API key {key_id!r} in this team", resource="api_key", id=key_id)
+
+
+@dataclass(frozen=True, slots=True)
+class Principal:
+    """Who a verified API key acts for."""
+
+    team_id: str
+    member_id: str
+    key_id: str
+    role: Role
+    team_status: str = "active"
+
+    @property
+    def is_admin(self) -> bool:
+        return self.role is Role.ADMIN
+
+
+@dataclass(frozen=True, slots=True)
+class IssuedKey:
+    """A new key: ``api_key`` is shown once and is not stored."""
+
+    key_id: str
+    team_id: str
+    member_id: str
+    api_key: str
+    created_at: datetime
+
+
+@dataclass(frozen=True, slots=True)
+class KeyInfo:
+    key_id: str
+    team_id: str
+    member_id: str
+    label: str | None
+    created_at: datetime
+    revoked_at: datetime | None
+
+
+def hash_key(api_key: str) -> str:
+    return hashlib.sha256(api_key.encode()).hexdigest()
+
+
+def parse_key(api_key: str) -> tuple[str, str] | None:
+    """``(team_id, key_id)`` named by a presented key, or None if it is not one of ours."""
+    parts = api_key.split(".")
+    if len(parts) != 4 or parts[0] != KEY_PREFIX or not all(parts):
+        return None
+    if len(parts[1]) > 40 or len(parts[2]) > 40:
+        return None
+    return parts[1], parts[2]
+
+
+def calendar_month_start(now: datetime, time_zone: str) -> datetime:
+    """The start (as an aware instant) of the calendar month containing ``now`` in ``time_zone``."""
+    local = now.astimezone(ZoneInfo(time_zone))
+    return local.replace(day=1, hour=0, minute=0, second=0, microsecond=0)
+
+
+def subscription_period_start(uow: SqlUnitOfWork, team_id: str, now: datetime) -> datetime | None:
+    """The team's billing period start, if the subscriptions area stores one."""
+    table = metadata.tables.get("subscriptions")
+    if table is None or "anchor" not in table.c or "time_zone" not in table.c:
+        return None
+    row = uow.conn.execute(
+        select(table.c.anchor, table.c.time_zone).where(table.c.team_id == team_id)
+    ).first()
+    if row is None or row.anchor is None:
+        return None
+    from creditbook.domain.periods import period_at
+
+    anchor = row.anchor
+    if isinstance(anchor, str):
+        anchor = datetime.fromisoformat(anchor)
+    if anchor.tzinfo is None:
+        from datetime import UTC
+
+        anchor = anchor.replace(tzinfo=UTC)
+    return period_at(anchor, str(row.time_zone), now).start
+
+
+class AccessService:
+    """Keys, members and caps of teams, over one ``Creditbook``."""
+
+    def __init__(self, book: Creditbook) -> None:
+        self.book = book
+        self.period_resolvers: list[PeriodResolver] = [subscription_period_start]
+
+    def install(self) -> AccessService:
+        """Add the monthly-cap guard to the book's spend guards (once)."""
+        if not any(getattr(g, "__self__", None) is self for g in self.book.spend_guards):
+            self.book.spend_guards.append(self.cap_guard)
+        return self
+
+    # ---- teams ------------------------------------------------------------
+
+    def create_team(
+        self, name: str, *, time_zone: str, admin_email: str
+    ) -> tuple[Team, Member, IssuedKey]:
+        """A new team with its first admin and the admin's key."""
+        team = self.book.create_team(name, time_zone=time_zone)
+        admin = self.book.add_member(team.id, admin_email, Role.ADMIN)
+        key = self.issue_key(team.id, admin.id, label="created with the team")
+        return team, admin, key
+
+    def team_status(self, team_id: str) -> str:
+        with self.book.uow() as uow:
+            if uow.get_team(team_id) is None:
+                raise TeamNotFound(team_id)
+            status = uow.conn.execute(
+                select(team_access.c.status).where(team_access.c.team_id == team_id)
+            ).scalar()
+        return str(status) if status is not None else "active"
+
+    def set_team_status(self, team_id: str, status: str) -> str:
+        if status not in TEAM_STATUSES:
+            raise InvalidInput(
+                f"unknown status {status!r}; valid: {', '.join(TEAM_STATUSES)}", field="status"
+            )
+        with self.book.uow() as uow:
+            uow.lock_team(team_id)
+            now = self.book.clock.now()
+            done = uow.conn.execute(
+                update(team_access)
+                .where(team_access.c.team_id == team_id)
+                .values(status=status, updated_at=now)
+            )
+            if done.rowcount == 0:
+                uow.conn.execute(
+                    insert(team_access).values(team_id=team_id, status=status, updated_at=now)
+                )
+            uow.commit()
+        return status
+
+    # ---- keys ------------------------------------------------------------------
+
+    def issue_key(self, team_id: str, member_id: str, *, label: str | None = None) -> IssuedKey:
+        if label is not None and len(label) > 100:
+            raise InvalidInput("a key label is at most 100 characters", field="label")
+        key_id = new_id("key")
+        secret = secrets.token_urlsafe(SECRET_BYTES)
+        api_key = f"{KEY_PREFIX}.{team_id}.{key_id}.{secret}"
+        now = self.book.clock.now()
+        with self.book.uow() as uow:
+            uow.lock_team(team_id)
+            member = uow.get_member(team_id, member_id)
+            if member is None or not member.active:
+                raise MemberNotFound(member_id)
+            uow.conn.execute(
+                insert(api_keys).values(
+                    team_id=team_id,
+                    id=key_id,
+                    member_id=member_id,
+                    key_hash=hash_key(api_key),
+                    label=label,
+                    created_at=now,
+                    revoked_at=None,
+                )
+            )
+            uow.commit()
+        return IssuedKey(key_id, team_id, member_id, api_key, now)
+
+    def verify(self, api_key: str) -> Principal | None:
+        """The principal of a valid, unrevoked key of an active member; None otherwise."""
+        named = parse_key(api_key)
+        if named is None:
+            return None
+        team_id, key_id = named
+        query = (
+            select(api_keys.c.key_hash, api_keys.c.member_id, members.c.role, team_access.c.status)
+            .select_from(
+                api_keys.join(
+                    members,
+                    and_(members.c.team_id == api_keys.c.team_id, members.c.id == api_keys.c.member_id),
+                ).outerjoin(team_access, team_access.c.team_id == api_keys.c.team_id)
+            )
+            .where(
+                api_keys.c.team_id == team_id,
+                api_keys.c.id == key_id,
+                api_keys.c.revoked_at.is_(None),
+                members.c.active.is_(True),
+            )
+        )
+        with self.book.uow() as uow:
+            row = uow.conn.execute(query).first()
+        if row is None or not hmac.compare_digest(row.key_hash, hash_key(api_key)):
+            return None
+        return Principal(team_id, row.member_id, key_id, Role(row.role), row.status or "active")
+
+    def list_keys(self, team_id: str, member_id: str | None = None) -> list[KeyInfo]:
+        query = select(api_keys).where(api_keys.c.team_id == team_id)
+        if member_id is not None:
+            query = query.where(api_keys.c.member_id == member_id)
+        with self.book.uow() as uow:
+            rows = list(uow.conn.execute(query.order_by(api_keys.c.id)))
+        return [
+            KeyInfo(r.id, r.team_id, r.member_id, r.label, r.created_at, r.revoked_at)
+            for r in rows
+        ]
+
+    def revoke_key(self, team_id: str, key_id: str) -> KeyInfo:
+        with self.book.uow() as uow:
+            uow.lock_team(team_id)
+            row = uow.conn.execute(
+                select(api_keys).where(api_keys.c.team_id == team_id, api_keys.c.id == key_id)
+            ).first()
+            if row is None:
+                raise KeyNotFound(key_id)
+            revoked_at = row.revoked_at or self.book.clock.now()
+            uow.conn.execute(
+                update(api_keys)
+                .where(api_keys.c.team_id == team_id, api_keys.c.id == key_id)
+                .values(revoked_at=revoked_at)
+            )
+            uow.commit()
+        return KeyInfo(row.id, team_id, row.member_id, row.label, row.created_at, revoked_at)
+
+    # ---- members ------------------------------------------------------------------
+
+    def add_member(
+        self, team_id: str, email: str, role: Role | str, *, monthly_cap: int | None = None
+    ) -> tuple[Member, IssuedKey]:
+        _check_cap(monthly_cap)
+        member = self.book.add_member(team_id, email, role, monthly_cap=monthly_cap)
+        return member, self.issue_key(team_id, member.id)
+
+    def get_member(self, team_id: str, member_id: str) -> Member:
+        with self.book.uow() as uow:
+            member = uow.get_member(team_id, member_id)
+        if member is None:
+            raise MemberNotFound(member_id)
+        return member
+
+    def update_member(
+        self,
+        team_id: str,
+        member_id: str,
+        *,
+        role: Role | str | None = None,
+        monthly_cap: int | None = _UNSET,
+    ) -> Member:
+        """Change a member's role and/or cap; ``monthly_cap=None`` removes the cap."""
+        values: dict[str, Any] = {}
+        new_role = None
+        if role is not None:
+            new_role = role if isinstance(role, Role) else Role.parse(role)
+            values["role"] = new_role.value
+        if monthly_cap is not _UNSET:
+            _check_cap(monthly_cap)
+            values["monthly_cap"] = monthly_cap
+        with self.book.uow() as uow:
+            uow.lock_team(team_id)
+            member = uow.get_member(team_id, member_id)
+            if member is None or not member.active:
+                raise MemberNotFound(member_id)
+            if member.is_admin and new_role is Role.MEMBER:
+                self._keep_an_admin(uow, team_id, member_id)
+            if values:
+                uow.conn.execute(
+                    update(members)
+                    .where(members.c.team_id == team_id, members.c.id == member_id)
+                    .values(**values)
+                )
+            updated = uow.get_member(team_id, member_id)
+            uow.commit()
+        assert updated is not None
+        return updated
+
+    def remove_member(self, team_id: str, member_id: str) -> Member:
+        """Deactivate a member and revoke every key of theirs; the ledger keeps their history."""
+        now = self.book.clock.now()
+        with self.book.uow() as uow:
+            uow.lock_team(team_id)
+            member = uow.get_member(team_id, member_id)
+            if member is None or not member.active:
+                raise MemberNotFound(member_id)
+            if member.is_admin:
+                self._keep_an_admin(uow, team_id, member_id)
+            uow.conn.execute(
+                update(members)
+                .where(members.c.team_id == team_id, members.c.id == member_id)
+                .values(active=False)
+            )
+            uow.conn.execute(
+                update(api_keys)
+                .where(
+                    api_keys.c.team_id == team_id,
+                    api_keys.c.member_id == member_id,
+                    api_keys.c.revoked_at.is_(None),
+                )
+                .values(revoked_at=now)
+            )
+            row = uow.conn.execute(
+                select(members).where(members.c.team_id == team_id, members.c.id == member_id)
+            ).one()
+            uow.commit()
+        return member_from_row(row)
+
+    def _keep_an_admin(self, uow: SqlUnitOfWork, team_id: str, leaving: str) -> None:
+        others = uow.conn.execute(
+            select(func.count())
+            .select_from(members)
+            .where(
+                members.c.team_id == team_id,
+                members.c.role == Role.ADMIN.value,
+                members.c.active.is_(True),
+                members.c.id != leaving,
+            )
+        ).scalar_one()
+        if others == 0:
+            raise LastAdmin(
+                "a team keeps at least one admin: make another member admin first",
+                member_id=leaving,
+            )
+
+    # ---- caps ------------------------------------------------------------------------
+
+    def period_start(self, uow: SqlUnitOfWork, team_id: str, now: datetime) -> datetime:
+        """Where the current cap month started for this team."""
+        for resolve in self.period_resolvers:
+            found = resolve(uow, team_id, now)
+            if found is not None:
+                return found
+        team = uow.get_team(team_id)
+        return calendar_month_start(now, team.time_zone if team else "UTC")
+
+    def member_spent(self, uow: SqlUnitOfWork, team_id: str, member_id: str, since: datetime) -> int:
+        """Credits the member spent since ``since`` plus what their active holds reserve."""
+        spent = uow.conn.execute(
+            select(func.coalesce(func.sum(ledger_entries.c.credits), 0)).where(
+                ledger_entries.c.team_id == team_id,
+                ledger_entries.c.member_id == member_id,
+                ledger_entries.c.kind.in_([EntryKind.CHARGE.value, EntryKind.CAPTURE.value]),
+                ledger_entries.c.created_at >= since,
+            )
+        ).scalar_one()
+        held = uow.conn.execute(
+            select(func.coalesce(func.sum(holds.c.amount), 0)).where(
+                holds.c.team_id == team_id,
+                holds.c.member_id == member_id,
+                holds.c.status == "active",
+            )
+        ).scalar_one()
+        return int(spent) + int(held)
+
+    def usage_this_month(self, team_id: str, member_id: str) -> int:
+        with self.book.uow() as uow:
+            since = self.period_start(uow, team_id, self.book.clock.now())
+            return self.member_spent(uow, team_id, member_id, since)
+
+    def cap_guard(self, uow: SqlUnitOfWork, book: TeamBook) -> None:
+        """Spend guard: refuse a charge or hold that takes a member past their monthly cap."""
+        adding: dict[str, int] = {}
+        for entry in book.entries:
+            # A capture never exceeds its hold, which already counted: only new
+            # charges and holds can raise what a member has spent.
+            if entry.kind in (EntryKind.CHARGE, EntryKind.HOLD) and entry.actor.member_id:
+                if entry.credits > 0:
+                    who = entry.actor.member_id
+                    adding[who] = adding.get(who, 0) + entry.credits
+        for member_id, needed in adding.items():
+            member = uow.get_member(book.team_id, member_id)
+            if member is None or member.monthly_cap is None:
+                continue
+            since = self.period_start(uow, book.team_id, book.now)
+            spent = self.member_spent(uow, book.team_id, member_id, since)
+            if spent + needed > member.monthly_cap:
+                raise CapExceeded(member.email, member.monthly_cap, spent, needed)
+
+    # ---- housekeeping ------------------------------------------------------------------
+
+    def purge_idempotency_keys(self, older_than: timedelta = IDEMPOTENCY_RETENTION) -> int:
+        """Delete idempotency keys older than ``older_than`` (never less than 30 days)."""
+        if older_than < IDEMPOTENCY_RETENTION:
+            raise InvalidInput(
+                "idempotency keys are kept at least 30 days", field="older_than"
+            )
+        cutoff = self.book.clock.now() - older_than
+        with self.book.uow() as uow:
+            done = uow.conn.execute(
+                delete(idempotency_keys).where(idempotency_keys.c.created_at < cutoff)
+            )
+            uow.commit()
+        return int(done.rowcount or 0)
+
+
+def _check_cap(cap: int | None) -> None:
+    if cap is not None and (isinstance(cap, bool) or not isinstance(cap, int) or cap < 0):
+        raise InvalidInput("a monthly cap is a whole number of credits >= 0", field="monthly_cap")
