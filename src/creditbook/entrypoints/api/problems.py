@@ -1,0 +1,182 @@
+"""RFC 9457 problem details: every error the API answers, with a stable ``code``.
+
+``CreditbookError`` subclasses map through their own ``status`` and ``code``
+(``insufficient_credits`` keeps ``needed`` and ``available``); request
+validation becomes 422 ``validation_error`` with the field errors; unknown
+routes and methods become ``not_found`` / ``method_not_allowed``. Anything
+else is a bug and answers 500 ``internal_error`` (logged with its traceback).
+"""
+
+from __future__ import annotations
+
+import logging
+from typing import Any
+
+from fastapi import Request
+from fastapi.encoders import jsonable_encoder
+from fastapi.exceptions import RequestValidationError
+from fastapi.responses import JSONResponse
+from pydantic import BaseModel, ConfigDict, Field
+from starlette.exceptions import HTTPException as StarletteHTTPException
+
+from creditbook.domain.errors import CreditbookError, RateLimited
+from creditbook.entrypoints.api.logs import request_id_var
+from creditbook.entrypoints.api.ratelimit import retry_after_header
+
+PROBLEM_JSON = "application/problem+json"
+log = logging.getLogger("creditbook.api")
+
+_RESERVED = {"type", "title", "status", "detail", "code", "instance", "request_id"}
+_HTTP_CODES = {
+    400: ("bad_request", "Bad request"),
+    401: ("unauthorized", "Unauthorized"),
+    403: ("forbidden", "Forbidden"),
+    404: ("not_found", "Not found"),
+    405: ("method_not_allowed", "Method not allowed"),
+    406: ("not_acceptable", "Not acceptable"),
+    413: ("payload_too_large", "Payload too large"),
+    415: ("unsupported_media_type", "Unsupported media type"),
+}
+
+
+class Problem(BaseModel):
+    """RFC 9457 problem details, plus ``code`` and per-code details."""
+
+    model_config = ConfigDict(extra="allow")
+
+    type: str = Field(examples=["urn:creditbook:problem:insufficient_credits"])
+    title: str
+    status: int
+    detail: str
+    code: str = Field(examples=["insufficient_credits"])
+    instance: str | None = None
+    request_id: str | None = None
+    needed: int | None = Field(None, description="insufficient_credits: credits needed")
+    available: int | None = Field(None, description="insufficient_credits: credits available")
+
+
+class Unauthorized(CreditbookError):
+    code = "unauthorized"
+    status = 401
+    title = "Unauthorized"
+
+
+class TeamSuspended(CreditbookError):
+    code = "team_suspended"
+    status = 403
+    title = "Team suspended"
+
+
+class NotReady(CreditbookError):
+    code = "not_ready"
+    status = 503
+    title = "Service not ready"
+
+
+def problem_response(
+    status: int,
+    code: str,
+    title: str,
+    detail: str,
+    request: Request | None = None,
+    extra: dict[str, Any] | None = None,
+    headers: dict[str, str] | None = None,
+) -> JSONResponse:
+    body: dict[str, Any] = {
+        "type": f"urn:creditbook:problem:{code}",
+        "title": title,
+        "status": status,
+        "detail": detail,
+        "code": code,
+        "instance": request.url.path if request is not None else None,
+        "request_id": request_id_var.get(),
+    }
+    for key, value in (extra or {}).items():
+        if key not in _RESERVED:
+            body[key] = value
+    return JSONResponse(
+        jsonable_encoder(body), status_code=status, media_type=PROBLEM_JSON, headers=headers
+    )
+
+
+async def creditbook_error_handler(request: Request, exc: Exception) -> JSONResponse:
+    assert isinstance(exc, CreditbookError)
+    headers = {}
+    if isinstance(exc, RateLimited):
+        headers["Retry-After"] = retry_after_header(float(exc.details.get("retry_after", 1)))
+    if isinstance(exc, Unauthorized):
+        headers["WWW-Authenticate"] = 'Bearer realm="creditbook"'
+    if exc.status >= 500:
+        log.error("server-side refusal %s: %s", exc.code, exc.message)
+    return problem_response(
+        exc.status, exc.code, exc.title, exc.message, request, exc.details, headers or None
+    )
+
+
+async def validation_error_handler(request: Request, exc: Exception) -> JSONResponse:
+    assert isinstance(exc, RequestValidationError)
+    errors = [
+        {
+            "loc": [str(p) for p in err.get("loc", ())],
+            "msg": str(err.get("msg", "")),
+            "type": str(err.get("type", "")),
+        }
+        for err in exc.errors()
+    ]
+    where = "; ".join(f"{'.'.join(e['loc'])}: {e['msg']}" for e in errors[:5])
+    return problem_response(
+        422,
+        "validation_error",
+        "Invalid input",
+        f"the request is not valid: {where}" if where else "the request is not valid",
+        request,
+        {"errors": errors},
+    )
+
+
+async def http_error_handler(request: Request, exc: Exception) -> JSONResponse:
+    assert isinstance(exc, StarletteHTTPException)
+    code, title = _HTTP_CODES.get(exc.status_code, ("http_error", "Request refused"))
+    detail = str(exc.detail) if exc.detail else title
+    if exc.status_code == 404 and detail == "Not Found":
+        detail = f"no route {request.method} {request.url.path}; see /docs"
+    return problem_response(
+        exc.status_code, code, title, detail, request, headers=dict(exc.headers or {}) or None
+    )
+
+
+def internal_error_response(request: Request | None = None) -> JSONResponse:
+    return problem_response(
+        500,
+        "internal_error",
+        "Internal error",
+        "an unexpected error occurred; it was logged with this request's id",
+        request,
+    )
+
+
+async def unexpected_error_handler(request: Request, exc: Exception) -> JSONResponse:
+    log.exception("unhandled error", exc_info=exc)
+    return internal_error_response(request)
+
+
+def problem_responses(*statuses: int) -> dict[int | str, dict[str, Any]]:
+    """OpenAPI ``responses`` entries: these statuses answer problem details."""
+    descriptions = {
+        400: "Bad request",
+        401: "Missing or invalid API key",
+        402: "Insufficient credits or monthly cap reached",
+        403: "Not allowed for this key's role",
+        404: "Not found (or not in this key's team)",
+        409: "Conflict (idempotency key reuse, hold not active, ...)",
+        422: "Invalid input",
+        429: "Rate limited; see Retry-After",
+        503: "Not ready",
+    }
+    return {
+        s: {
+            "description": descriptions.get(s, "Error"),
+            "content": {PROBLEM_JSON: {"schema": {"$ref": "#/components/schemas/Problem"}}},
+        }
+        for s in statuses
+    }
