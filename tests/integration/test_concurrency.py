@@ -48,7 +48,9 @@ def _run_processes(url: str, covered: int) -> tuple[int, int, creditbook.Creditb
 
 
 @pytest.mark.slow
-@pytest.mark.parametrize("backend", ["sqlite", pytest.param("postgres", marks=pytest.mark.postgres)])
+@pytest.mark.parametrize(
+    "backend", ["sqlite", pytest.param("postgres", marks=pytest.mark.postgres)]
+)
 def test_eight_processes_charging_one_team_succeed_exactly_as_often_as_the_balance_covers(
     backend: str, tmp_path: Path, request: pytest.FixtureRequest
 ) -> None:

@@ -29,7 +29,9 @@ def raw(request: pytest.FixtureRequest, tmp_path) -> Iterator[tuple[Creditbook, 
 
 def _grant_id(engine: Engine, team: str) -> str:
     with engine.connect() as conn:
-        return str(conn.execute(text("select id from grants where team_id = :t"), {"t": team}).scalar_one())
+        return str(
+            conn.execute(text("select id from grants where team_id = :t"), {"t": team}).scalar_one()
+        )
 
 
 def _refused(engine: Engine, sql: str, **params: object) -> None:
@@ -77,7 +79,8 @@ def test_a_zero_posting_and_an_unknown_account_are_refused(
 def test_one_idempotency_key_per_team(raw: tuple[Creditbook, Engine, str]) -> None:
     _, engine, team = raw
     sql = (
-        "insert into idempotency_keys (team_id, key, request_hash, operation, response, created_at) "
+        "insert into idempotency_keys "
+        "(team_id, key, request_hash, operation, response, created_at) "
         "values (:t, 'k', :h, 'charge', '{}', :now)"
     )
     now = datetime.now(UTC)

@@ -27,7 +27,10 @@ def _team(book: Creditbook, free: int = 100, purchased: int = 1000) -> str:
     team = book.create_team("Acme")
     if free:
         book.grant(
-            team.id, free, category="free", source="plan",
+            team.id,
+            free,
+            category="free",
+            source="plan",
             expires_at=book.clock.now() + timedelta(days=30),
         )
     if purchased:
@@ -39,7 +42,9 @@ def _ledger_count(book: Creditbook, team_id: str) -> int:
     return len(book.ledger(team_id, limit=500).entries)
 
 
-def test_free_credits_are_spent_before_purchased_and_the_split_is_recorded(book: Creditbook) -> None:
+def test_free_credits_are_spent_before_purchased_and_the_split_is_recorded(
+    book: Creditbook,
+) -> None:
     team = _team(book, free=12, purchased=100)
     receipt = book.charge(team, "phone_finder", outcome="found")
     assert receipt.credits == 20
@@ -61,13 +66,20 @@ def test_each_entry_records_price_quantity_outcome_and_who(book: Creditbook) -> 
     team = _team(book)
     member = book.add_member(team, "max@example.com", "member")
     book.charge(
-        team, "email_finder", quantity=3, outcome="risky",
+        team,
+        "email_finder",
+        quantity=3,
+        outcome="risky",
         actor=Actor(member_id=member.id, api_key_id="key_1", job_id="job_1"),
         idempotency_key="req-1",
     )
     [entry] = book.ledger(team, kind="charge").entries
     assert (entry.feature, entry.quantity, entry.outcome, entry.unit_cost, entry.credits) == (
-        "email_finder", 3, "risky", 5, 15,
+        "email_finder",
+        3,
+        "risky",
+        5,
+        15,
     )
     assert entry.actor == Actor(member_id=member.id, api_key_id="key_1", job_id="job_1")
     assert entry.idempotency_key == "req-1"
@@ -170,7 +182,9 @@ def test_a_refused_request_records_nothing_so_its_key_can_be_used_after_a_top_up
     with pytest.raises(InsufficientCredits):
         book.charge(team, "phone_finder", outcome="found", idempotency_key="retry-me")
     book.grant(team, 100, category="purchased", source="purchase")
-    assert book.charge(team, "phone_finder", outcome="found", idempotency_key="retry-me").credits == 20
+    assert (
+        book.charge(team, "phone_finder", outcome="found", idempotency_key="retry-me").credits == 20
+    )
 
 
 def test_idempotent_holds_captures_and_releases_replay(book: Creditbook) -> None:
@@ -218,7 +232,9 @@ def test_expired_free_credits_are_written_off_and_reserved_ones_wait_for_their_h
     book: Creditbook, clock: FrozenClock
 ) -> None:
     team = book.create_team("Acme").id
-    book.grant(team, 100, category="free", source="plan", expires_at=clock.now() + timedelta(hours=1))
+    book.grant(
+        team, 100, category="free", source="plan", expires_at=clock.now() + timedelta(hours=1)
+    )
     hold = book.hold(team, "phone_finder", ttl_seconds=86_400)
     clock.advance(timedelta(hours=1, minutes=1))
     balance = book.balance(team)
