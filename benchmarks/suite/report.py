@@ -51,6 +51,21 @@ class RowOutcome:
         }
 
 
+def outcome_from_json(data: dict[str, Any]) -> RowOutcome:
+    """The inverse of ``RowOutcome.to_json`` (for redrawing a saved run)."""
+    result = data.get("result")
+    return RowOutcome(
+        name=data["name"],
+        group=data["group"],
+        baseline=data["baseline"],
+        description=data.get("description", ""),
+        result=RowResult(**result) if result else None,
+        error=data.get("error"),
+        audit=data.get("audit", "none"),
+        audit_problems=tuple(data.get("audit_problems", ())),
+    )
+
+
 @dataclass(frozen=True)
 class Verdict:
     label: str
@@ -185,9 +200,10 @@ def markdown_report(
             lines.append(f"| {o.name} | error: {first} | | | | {o.audit} |")
             continue
         r = o.result
+        audit = "-" if o.audit == "none" else o.audit
         lines.append(
             f"| {o.name} | {_fmt(r.throughput)} | {r.unit} | {_fmt(r.p50_ms, 3)} "
-            f"| {_fmt(r.p99_ms, 3)} | {o.audit} |"
+            f"| {_fmt(r.p99_ms, 3)} | {audit} |"
         )
     lines += ["", "| ratio / limit | value | target | status |", "| --- | ---: | --- | --- |"]
     for v in [*ratios, *limits]:
@@ -233,16 +249,18 @@ def plot_throughput(
     if use_log:
         ax.set_xscale("log")
     top = max(values)
-    ax.set_xlim(right=top * (8 if use_log else 1.25))
+    if use_log:
+        ax.set_xlim(left=min(values) / 3, right=top * 8)
+    else:
+        ax.set_xlim(right=top * 1.25)
     for y, v, u in zip(positions, values, units, strict=True):
         ax.text(v, y, f"  {v:,.0f} {u}", va="center", fontsize=8)
-    ax.legend(
+    fig.legend(
         handles=[
             Patch(color="#5b7aa6", label="baseline (PostgreSQL alone)"),
             Patch(color="#e07b24", label="creditbook"),
         ],
-        loc="upper center",
-        bbox_to_anchor=(0.5, -0.12 - 0.6 / len(measured)),
+        loc="lower center",
         ncol=2,
         fontsize=8,
         frameon=False,
@@ -251,7 +269,7 @@ def plot_throughput(
         ax.xaxis.set_major_formatter(FuncFormatter(lambda x, _pos: f"{x:,.0f}"))
     if title:
         ax.set_title(title, fontsize=9)
-    fig.tight_layout()
+    fig.tight_layout(rect=(0, 0.04, 1, 1))
     path.parent.mkdir(parents=True, exist_ok=True)
     fig.savefig(path, dpi=110)
     plt.close(fig)

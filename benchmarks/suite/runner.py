@@ -10,6 +10,7 @@ from __future__ import annotations
 import argparse
 import datetime as dt
 import importlib
+import json
 import os
 import pkgutil
 import sys
@@ -38,6 +39,7 @@ from .report import (
     evaluate_limits,
     evaluate_ratios,
     markdown_report,
+    outcome_from_json,
     plot_throughput,
     print_report,
     write_json,
@@ -105,6 +107,32 @@ def run_row(spec: RowSpec, ctx: RunContext, console: Console, repeat: int = 1) -
     return replace(base, result=chosen, audit="clean" if audited else "none")
 
 
+def plot_title(document: dict[str, Any]) -> str:
+    machine = document["machine"]
+    pg_info = machine["postgresql"]
+    version = str(pg_info.get("server_version", "?")).split()[0]
+    return (
+        f"{document['started_at'][:10]} · {machine['nproc']} cpus ({machine['cpu_model']}) · "
+        f"{document['seconds_per_row']:g}s per row\nPostgreSQL {version},"
+        f" fsync={pg_info.get('fsync')}, synchronous_commit={pg_info.get('synchronous_commit')}"
+    )
+
+
+def replot(source: Path, out: Path, scale: str) -> int:
+    document = json.loads(source.read_text())
+    outcomes = [outcome_from_json(r) for r in document["rows"]]
+    ratios = evaluate_ratios(outcomes, RATIOS)
+    limits = evaluate_limits(outcomes, LIMITS)
+    (out / "latest.md").write_text(markdown_report(outcomes, ratios, limits))
+    plot_throughput(
+        outcomes,
+        out / "latest.png",
+        scale=cast(Literal["auto", "linear", "log"], scale),
+        title=plot_title(document),
+    )
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(
         prog="benchmarks/run",
@@ -124,6 +152,12 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--results-dir", type=Path, default=RESULTS_DIR)
     p.add_argument("--no-save", action="store_true", help="print only; write no files")
     p.add_argument("--no-plot", action="store_true")
+    p.add_argument(
+        "--replot",
+        type=Path,
+        metavar="RESULT_JSON",
+        help="redraw latest.png/latest.md from a saved result file; runs nothing",
+    )
     p.add_argument("--plot-scale", choices=("auto", "linear", "log"), default="auto")
     p.add_argument(
         "--fail-on-targets", action="store_true", help="exit 1 when a measured target is missed"
@@ -149,6 +183,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     if not 1 <= args.repeat <= 10:
         console.print("[red]--repeat must be within 1..10[/]")
         return 2
+    if args.replot is not None:
+        return replot(args.replot, args.results_dir, args.plot_scale)
     load_row_modules()
     specs = registered_rows()
     if args.list:
@@ -217,18 +253,11 @@ def main(argv: Sequence[str] | None = None) -> int:
         write_json(out / "latest.json", document)
         (out / "latest.md").write_text(markdown_report(outcomes, ratio_verdicts, limit_verdicts))
         if not args.no_plot:
-            pg_info = machine["postgresql"]
-            version = str(pg_info.get("server_version", "?")).split()[0]
-            title = (
-                f"{started:%Y-%m-%d} · {machine['nproc']} cpus ({machine['cpu_model']}) · "
-                f"{args.seconds:g}s per row\nPostgreSQL {version}, fsync={pg_info.get('fsync')},"
-                f" synchronous_commit={pg_info.get('synchronous_commit')}"
-            )
             plot_throughput(
                 outcomes,
                 out / "latest.png",
                 scale=cast(Literal["auto", "linear", "log"], args.plot_scale),
-                title=title,
+                title=plot_title(document),
             )
         console.print(f"[dim]saved {out / f'{stamp}.json'} and latest.json/.md/.png[/]")
     if failed or cleanup_errors or interrupted:
