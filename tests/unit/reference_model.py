@@ -94,8 +94,11 @@ class Outcome(TypedDict):
     returned: list[tuple[str, int]]  # held credits given back, in the order they go back
 
 
-def _is_int(value: object) -> bool:
-    return isinstance(value, int) and not isinstance(value, bool)
+def _whole(value: object, low: int, high: int) -> int | None:
+    """``value`` when it is a whole number (not a bool) within [low, high], else None."""
+    if isinstance(value, bool) or not isinstance(value, int) or not low <= value <= high:
+        return None
+    return value
 
 
 def _tier(destination: str | None) -> str:
@@ -114,9 +117,10 @@ def _check_feature(feature: str) -> tuple[int, frozenset[str], tuple[str, ...]]:
 
 
 def _check_quantity(quantity: object) -> int:
-    if not _is_int(quantity) or not 1 <= quantity <= MAX_QUANTITY:  # type: ignore[operator]
+    n = _whole(quantity, 1, MAX_QUANTITY)
+    if n is None:
         raise RefError("invalid_quantity")
-    return quantity  # type: ignore[return-value]
+    return n
 
 
 def _check_outcome(feature: str, outcome: str) -> None:
@@ -208,11 +212,12 @@ class RefBook:
             if call is None:
                 raise RefError("validation_error", field="call")
             seconds, answered, destination = call
-            if not _is_int(seconds) or not 0 <= seconds <= MAX_CALL_SECONDS:  # type: ignore[operator]
+            whole_seconds = _whole(seconds, 0, MAX_CALL_SECONDS)
+            if whole_seconds is None:
                 raise RefError("invalid_quantity")
             chosen = outcome if outcome is not None else ("answered" if answered else "unanswered")
             _check_outcome(feature, chosen)
-            minutes = (seconds + 59) // 60  # type: ignore[operator]
+            minutes = (whole_seconds + 59) // 60
             paid = chosen in billable and answered
             return (cost * minutes * TIERS[_tier(destination)] if paid else 0), minutes
         if call is not None:
@@ -259,8 +264,8 @@ class RefBook:
         ttl: object = None,
         destination: str | None = None,
     ) -> RefHold:
-        seconds = DEFAULT_TTL if ttl is None else ttl
-        if not _is_int(seconds) or not 1 <= seconds <= MAX_TTL:  # type: ignore[operator]
+        seconds = _whole(DEFAULT_TTL if ttl is None else ttl, 1, MAX_TTL)
+        if seconds is None:
             raise RefError("invalid_quantity", field="ttl_seconds")
         cost, _, _ = _check_feature(feature)
         n = _check_quantity(quantity)
@@ -273,7 +278,7 @@ class RefBook:
         hold = RefHold(
             id=hid, feature=feature, amount=amount, quantity=n, unit=cost,
             multiplier=multiplier, drawn=drawn,
-            until=self.now + timedelta(seconds=seconds),  # type: ignore[arg-type]
+            until=self.now + timedelta(seconds=seconds),
             status="active", captured=0,
         )  # fmt: skip
         self.holds[hid] = hold
@@ -297,7 +302,7 @@ class RefBook:
         self,
         hid: str,
         *,
-        quantity: object = None,
+        quantity: int | None = None,
         outcome: str | None = None,
         call: tuple[object, bool, str | None] | None = None,
     ) -> Outcome:
@@ -314,14 +319,14 @@ class RefBook:
                 if call[2] is None and credits:  # no destination: the tier held applies
                     credits = minutes * hold["unit"] * hold["multiplier"]
         else:
-            if quantity is not None and quantity > hold["quantity"]:  # type: ignore[operator]
+            if quantity is not None and quantity > hold["quantity"]:
                 raise RefError(
                     "capture_exceeds_hold",
                     held=hold["amount"],
-                    requested=quantity * hold["unit"] * hold["multiplier"],  # type: ignore[operator]
+                    requested=quantity * hold["unit"] * hold["multiplier"],
                 )
             n = hold["quantity"] if quantity is None else quantity
-            if _is_int(n) and n == 0:
+            if n == 0:
                 _check_outcome(feature, DEFAULT_OUTCOME[feature] if outcome is None else outcome)
                 credits = 0
             else:
@@ -380,11 +385,11 @@ class RefBook:
             g["spendable"] = 0
         return written
 
-    def revoke(self, gid: str, credits: object = None) -> int:
+    def revoke(self, gid: str, credits: int | None = None) -> int:
         g = self.grants[gid]
-        if credits is not None and (not _is_int(credits) or credits < 1):  # type: ignore[operator]
+        if credits is not None and _whole(credits, 1, 2**63) is None:
             raise RefError("invalid_amount")
-        take = g["spendable"] if credits is None else min(credits, g["spendable"])  # type: ignore[type-var]
+        take = g["spendable"] if credits is None else min(credits, g["spendable"])
         g["spendable"] -= take
         g["revoked"] += take
         if g["spendable"] + g["held"] == 0:

@@ -137,7 +137,7 @@ def test_load_catalog_accepts_a_string_path(tmp_path: Path) -> None:
 
 def test_a_missing_file_is_an_invalid_catalog_naming_the_file(tmp_path: Path) -> None:
     missing = tmp_path / "nope.toml"
-    with pytest.raises(InvalidCatalog, match="cannot read catalog .*nope.toml"):
+    with pytest.raises(InvalidCatalog, match=r"cannot read catalog .*nope\.toml"):
         load_catalog(missing)
 
 
@@ -187,7 +187,7 @@ def test_an_invalid_catalog_is_refused_with_a_message_naming_the_field(
 
 
 def test_text_that_is_not_toml_is_refused_as_not_valid_toml() -> None:
-    with pytest.raises(InvalidCatalog, match="op.toml: not valid TOML"):
+    with pytest.raises(InvalidCatalog, match=r"op\.toml: not valid TOML"):
         parse_catalog("[features\ncost = ", source="op.toml")
 
 

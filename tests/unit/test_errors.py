@@ -74,16 +74,26 @@ def test_a_code_is_shared_only_by_classes_that_inherit_it_from_a_common_parent()
         for other_name, other in error_classes().items():
             if other is cls or other.code != cls.code:
                 continue
-            common = [c for c in cls.__mro__ if c in other.__mro__ and c.__dict__.get("code")]
-            owner = common[0] if common else None
-            assert owner is not None and owner.code == cls.code, (
+            common = [
+                c
+                for c in cls.__mro__
+                if issubclass(c, CreditbookError) and c in other.__mro__ and "code" in c.__dict__
+            ]
+            assert common and common[0].code == cls.code, (
                 f"{name} and {other_name} share code {cls.code!r} without inheriting it"
             )
 
 
 def test_every_status_is_that_of_the_top_level_family() -> None:
     for name, cls in _tree_classes().items():
-        family = next((c for c in cls.__mro__ if CreditbookError in c.__bases__), cls)
+        family = next(
+            (
+                c
+                for c in cls.__mro__
+                if issubclass(c, CreditbookError) and CreditbookError in c.__bases__
+            ),
+            cls,
+        )
         assert cls.status == family.status, name
 
 
