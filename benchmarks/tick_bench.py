@@ -78,7 +78,18 @@ def load(url: str, teams: int, seats: int) -> None:
             team_id = f"team_{i:010d}"
             rows["teams"].append((team_id, f"team {i}", "UTC", ANCHOR, BOUNDARY, "{}"))
             rows["subscriptions"].append(
-                (team_id, "multichannel_expert", seats, "active", ANCHOR, "UTC", 0, False, ANCHOR, ANCHOR)
+                (
+                    team_id,
+                    "multichannel_expert",
+                    seats,
+                    "active",
+                    ANCHOR,
+                    "UTC",
+                    0,
+                    False,
+                    ANCHOR,
+                    ANCHOR,
+                )
             )
             for n, (per_seat, bucket, scope, source) in enumerate(ALLOWANCES):
                 credits = per_seat * seats
