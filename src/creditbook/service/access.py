@@ -244,7 +244,10 @@ class AccessService:
             .select_from(
                 api_keys.join(
                     members,
-                    and_(members.c.team_id == api_keys.c.team_id, members.c.id == api_keys.c.member_id),
+                    and_(
+                        members.c.team_id == api_keys.c.team_id,
+                        members.c.id == api_keys.c.member_id,
+                    ),
                 ).outerjoin(team_access, team_access.c.team_id == api_keys.c.team_id)
             )
             .where(
@@ -267,8 +270,7 @@ class AccessService:
         with self.book.uow() as uow:
             rows = list(uow.conn.execute(query.order_by(api_keys.c.id)))
         return [
-            KeyInfo(r.id, r.team_id, r.member_id, r.label, r.created_at, r.revoked_at)
-            for r in rows
+            KeyInfo(r.id, r.team_id, r.member_id, r.label, r.created_at, r.revoked_at) for r in rows
         ]
 
     def revoke_key(self, team_id: str, key_id: str) -> KeyInfo:
@@ -397,7 +399,9 @@ class AccessService:
         team = uow.get_team(team_id)
         return calendar_month_start(now, team.time_zone if team else "UTC")
 
-    def member_spent(self, uow: SqlUnitOfWork, team_id: str, member_id: str, since: datetime) -> int:
+    def member_spent(
+        self, uow: SqlUnitOfWork, team_id: str, member_id: str, since: datetime
+    ) -> int:
         """Credits the member spent since ``since`` plus what their active holds reserve."""
         spent = uow.conn.execute(
             select(func.coalesce(func.sum(ledger_entries.c.credits), 0)).where(
@@ -427,10 +431,9 @@ class AccessService:
         for entry in book.entries:
             # A capture never exceeds its hold, which already counted: only new
             # charges and holds can raise what a member has spent.
-            if entry.kind in (EntryKind.CHARGE, EntryKind.HOLD) and entry.actor.member_id:
-                if entry.credits > 0:
-                    who = entry.actor.member_id
-                    adding[who] = adding.get(who, 0) + entry.credits
+            who = entry.actor.member_id
+            if entry.kind in (EntryKind.CHARGE, EntryKind.HOLD) and who and entry.credits > 0:
+                adding[who] = adding.get(who, 0) + entry.credits
         for member_id, needed in adding.items():
             member = uow.get_member(book.team_id, member_id)
             if member is None or member.monthly_cap is None:
@@ -445,9 +448,7 @@ class AccessService:
     def purge_idempotency_keys(self, older_than: timedelta = IDEMPOTENCY_RETENTION) -> int:
         """Delete idempotency keys older than ``older_than`` (never less than 30 days)."""
         if older_than < IDEMPOTENCY_RETENTION:
-            raise InvalidInput(
-                "idempotency keys are kept at least 30 days", field="older_than"
-            )
+            raise InvalidInput("idempotency keys are kept at least 30 days", field="older_than")
         cutoff = self.book.clock.now() - older_than
         with self.book.uow() as uow:
             done = uow.conn.execute(

@@ -118,12 +118,14 @@ def usage(
                 e.c.team_id == team_id,
                 e.c.kind.in_([*SPENT, EntryKind.ATTEMPT.value]),
                 e.c.created_at >= start,
-                e.c.created_at < end,
             )
             # Group by position: the slot expression carries bound parameters, and
             # PostgreSQL would not match it against a second copy of itself.
             .group_by(literal_column("1"))
         )
+        if until is not None:
+            # Without 'to' the report runs to now, including entries made this instant.
+            query = query.where(e.c.created_at < end)
         if member_id is not None:
             query = query.where(e.c.member_id == member_id)
         rows = list(uow.conn.execute(query))

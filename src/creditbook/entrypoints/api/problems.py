@@ -136,8 +136,19 @@ async def validation_error_handler(request: Request, exc: Exception) -> JSONResp
 
 async def http_error_handler(request: Request, exc: Exception) -> JSONResponse:
     assert isinstance(exc, StarletteHTTPException)
+    detail = str(exc.detail) if exc.detail else ""
+    if exc.status_code == 400:
+        # FastAPI's "error parsing the body" is invalid input like any other.
+        return problem_response(
+            422,
+            "validation_error",
+            "Invalid input",
+            f"the request body could not be read: {detail or 'malformed'}",
+            request,
+            {"errors": [{"loc": ["body"], "msg": detail or "malformed", "type": "body_error"}]},
+        )
     code, title = _HTTP_CODES.get(exc.status_code, ("http_error", "Request refused"))
-    detail = str(exc.detail) if exc.detail else title
+    detail = detail or title
     if exc.status_code == 404 and detail == "Not Found":
         detail = f"no route {request.method} {request.url.path}; see /docs"
     return problem_response(

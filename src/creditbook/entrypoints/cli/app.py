@@ -338,7 +338,12 @@ def _aware(when: datetime | None) -> datetime | None:
 
 def register() -> None:
     """Import the area modules so their commands attach to ``app``."""
-    from creditbook.entrypoints.cli import demo  # noqa: F401
+    from creditbook.entrypoints.cli import (
+        demo,  # noqa: F401
+        plans,  # noqa: F401
+        purchases,  # noqa: F401
+        serve,  # noqa: F401
+    )
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -1,0 +1,170 @@
+"""What every route depends on: the services, the caller (auth, role, rate limit), the key.
+
+``Authorization: Bearer <key>`` is either the operator key from
+``CREDITBOOK_OPERATOR_KEY`` (platform endpoints) or a team API key
+(``cbk.<team>.<key id>.<secret>``, see ``service.access``). Verified team
+keys are cached for a few seconds by their hash; a revocation made through
+this process empties the cache at once, others take effect within
+``KEY_CACHE_SECONDS``.
+"""
+
+from __future__ import annotations
+
+import hmac
+import threading
+import time
+from dataclasses import dataclass, field
+from typing import Annotated
+
+from fastapi import Depends, Header, Request
+from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
+
+from creditbook.config import Settings
+from creditbook.domain.errors import Forbidden, RateLimited
+from creditbook.domain.ledger import Actor
+from creditbook.entrypoints.api.problems import TeamSuspended, Unauthorized
+from creditbook.entrypoints.api.ratelimit import TokenBucketLimiter
+from creditbook.service.access import AccessService, Principal, hash_key
+from creditbook.service.credits import Creditbook
+
+KEY_CACHE_SECONDS = 5.0
+OPERATOR = "operator"
+
+
+@dataclass
+class Services:
+    book: Creditbook
+    access: AccessService
+    settings: Settings
+    limiter: TokenBucketLimiter
+    exempt_keys: frozenset[str]
+    _cache: dict[str, tuple[Principal, float]] = field(default_factory=dict)
+    _cache_lock: threading.Lock = field(default_factory=threading.Lock)
+
+    def cached(self, key_hash: str) -> Principal | None:
+        found = self._cache.get(key_hash)
+        if found is None or found[1] < time.monotonic():
+            return None
+        return found[0]
+
+    def remember(self, key_hash: str, principal: Principal) -> None:
+        with self._cache_lock:
+            if len(self._cache) > 50_000:
+                self._cache.clear()
+            self._cache[key_hash] = (principal, time.monotonic() + KEY_CACHE_SECONDS)
+
+    def forget_keys(self) -> None:
+        """Called after any change of keys, members or team status."""
+        with self._cache_lock:
+            self._cache.clear()
+
+
+def services(request: Request) -> Services:
+    found: Services = request.app.state.services
+    return found
+
+
+ServicesDep = Annotated[Services, Depends(services)]
+
+
+@dataclass(frozen=True, slots=True)
+class Caller:
+    """The operator, or a team key's principal."""
+
+    principal: Principal | None
+
+    @property
+    def is_operator(self) -> bool:
+        return self.principal is None
+
+    @property
+    def actor(self) -> Actor:
+        if self.principal is None:
+            return Actor(operator=OPERATOR)
+        return Actor(member_id=self.principal.member_id, api_key_id=self.principal.key_id)
+
+
+bearer_scheme = HTTPBearer(
+    auto_error=False,
+    scheme_name="ApiKey",
+    description="A team API key (cbk.<team>.<key id>.<secret>) or the operator key.",
+)
+
+
+def caller(
+    svc: ServicesDep,
+    credentials: Annotated[HTTPAuthorizationCredentials | None, Depends(bearer_scheme)],
+) -> Caller:
+    if credentials is None or not credentials.credentials.strip():
+        raise Unauthorized("missing API key: send 'Authorization: Bearer <key>'")
+    token = credentials.credentials.strip()
+    operator_key = svc.settings.operator_key
+    if operator_key and hmac.compare_digest(token.encode(), operator_key.encode()):
+        return Caller(None)
+    key_hash = hash_key(token)
+    principal = svc.cached(key_hash)
+    if principal is None:
+        principal = svc.access.verify(token)
+        if principal is None:
+            raise Unauthorized("unknown or revoked API key")
+        svc.remember(key_hash, principal)
+    if principal.key_id not in svc.exempt_keys:
+        wait = svc.limiter.take(principal.key_id)
+        if wait > 0:
+            raise RateLimited(
+                f"rate limit of {svc.settings.rate_limit_requests} requests per "
+                f"{svc.settings.rate_limit_window_seconds} s reached for this key; "
+                f"retry after {wait:.2f} s",
+                retry_after=round(wait, 3),
+            )
+    return Caller(principal)
+
+
+CallerDep = Annotated[Caller, Depends(caller)]
+
+
+def operator(who: CallerDep) -> Caller:
+    if not who.is_operator:
+        raise Forbidden("this endpoint needs the operator key")
+    return who
+
+
+def team_caller(who: CallerDep) -> Principal:
+    if who.principal is None:
+        raise Forbidden("this endpoint needs a team API key (the operator key has no team)")
+    if who.principal.team_status != "active":
+        raise TeamSuspended(
+            f"team {who.principal.team_id!r} is {who.principal.team_status}; "
+            "the operator can reactivate it"
+        )
+    return who.principal
+
+
+def team_admin(who: Annotated[Principal, Depends(team_caller)]) -> Principal:
+    if not who.is_admin:
+        raise Forbidden("this endpoint needs a team admin's API key")
+    return who
+
+
+OperatorDep = Annotated[Caller, Depends(operator)]
+MemberDep = Annotated[Principal, Depends(team_caller)]
+AdminDep = Annotated[Principal, Depends(team_admin)]
+
+
+def actor_of(principal: Principal) -> Actor:
+    return Actor(member_id=principal.member_id, api_key_id=principal.key_id)
+
+
+IdempotencyKey = Annotated[
+    str | None,
+    Header(
+        alias="Idempotency-Key",
+        min_length=1,
+        max_length=255,
+        description=(
+            "Makes the request safe to retry: the same key and body answer the first "
+            "status and body with no second effect; the same key with another body "
+            "answers 409 idempotency_conflict. Keys are kept at least 30 days."
+        ),
+    ),
+]

@@ -1,0 +1,146 @@
+"""Balance, charges and holds of the caller's team (any team key).
+
+Each POST that moves credits passes ``Idempotency-Key`` to the library,
+which stores the receipt with the key and answers it again on a retry: the
+same body gives the same status and body with no second effect. The library
+hashes the parameters it receives, which are the parsed body (defaults
+filled in) and the calling key, so the same body always hashes the same.
+"""
+
+from __future__ import annotations
+
+from typing import Annotated
+
+from fastapi import APIRouter, Path, status
+
+from creditbook.domain.pricing import Call
+from creditbook.entrypoints.api.deps import IdempotencyKey, MemberDep, ServicesDep, actor_of
+from creditbook.entrypoints.api.problems import problem_responses
+from creditbook.entrypoints.api.schemas import (
+    CallIn,
+    CaptureIn,
+    ChargeCreate,
+    ChargeOut,
+    CreditsOut,
+    HoldCreate,
+    HoldOut,
+    HoldState,
+    LemlistCredits,
+    ReleaseOut,
+)
+
+router = APIRouter(tags=["credits"], responses=problem_responses(401, 403, 404, 422, 429))
+SPEND = problem_responses(402, 409)
+HoldId = Annotated[str, Path(min_length=1, max_length=40, pattern=r"^[A-Za-z0-9_]+$")]
+
+
+def _call(call: CallIn | None) -> Call | None:
+    if call is None:
+        return None
+    return Call(
+        duration_seconds=call.duration_seconds,
+        answered=call.answered,
+        destination=call.destination,
+    )
+
+
+@router.get("/v1/credits", response_model=CreditsOut)
+def credits(svc: ServicesDep, me: MemberDep) -> CreditsOut:
+    """Available and reserved credits, by bucket, and what expires when."""
+    return CreditsOut.of(svc.book.balance(me.team_id))
+
+
+@router.get("/api/team/credits", response_model=LemlistCredits, tags=["lemlist"])
+def lemlist_credits(svc: ServicesDep, me: MemberDep) -> LemlistCredits:
+    """lemlist-compatible balance: ``{credits, details: {remaining: {...}}}``."""
+    return LemlistCredits.of(svc.book.balance(me.team_id))
+
+
+@router.post(
+    "/v1/charges", status_code=status.HTTP_201_CREATED, response_model=ChargeOut, responses=SPEND
+)
+def charge(
+    body: ChargeCreate, svc: ServicesDep, me: MemberDep, idempotency_key: IdempotencyKey = None
+) -> ChargeOut:
+    """Charge a use whose outcome is known; a non-billable outcome costs 0 credits."""
+    receipt = svc.book.charge(
+        me.team_id,
+        body.feature,
+        quantity=body.quantity,
+        outcome=body.outcome,
+        call=_call(body.call),
+        actor=actor_of(me),
+        idempotency_key=idempotency_key,
+    )
+    return ChargeOut.of(receipt)
+
+
+@router.post(
+    "/v1/holds", status_code=status.HTTP_201_CREATED, response_model=HoldOut, responses=SPEND
+)
+def hold(
+    body: HoldCreate, svc: ServicesDep, me: MemberDep, idempotency_key: IdempotencyKey = None
+) -> HoldOut:
+    """Reserve the most the work can cost before doing it; capture or release it after."""
+    receipt = svc.book.hold(
+        me.team_id,
+        body.feature,
+        quantity=body.quantity,
+        ttl_seconds=body.ttl_seconds,
+        call=_call(body.call),
+        actor=actor_of(me),
+        idempotency_key=idempotency_key,
+    )
+    return HoldOut.of(receipt)
+
+
+@router.get("/v1/holds/{hold_id}", response_model=HoldState)
+def get_hold(hold_id: HoldId, svc: ServicesDep, me: MemberDep) -> HoldState:
+    h = svc.book.get_hold(me.team_id, hold_id)
+    return HoldState(
+        hold_id=h.id,
+        feature=h.feature,
+        credits=h.amount,
+        captured=h.captured,
+        quantity=h.quantity,
+        status=h.status.value,
+        created_at=h.created_at,
+        expires_at=h.expires_at,
+        member_id=h.actor.member_id,
+    )
+
+
+@router.post(
+    "/v1/holds/{hold_id}/capture",
+    status_code=status.HTTP_201_CREATED,
+    response_model=ChargeOut,
+    responses=SPEND,
+)
+def capture(
+    hold_id: HoldId,
+    svc: ServicesDep,
+    me: MemberDep,
+    body: CaptureIn | None = None,
+    idempotency_key: IdempotencyKey = None,
+) -> ChargeOut:
+    """Charge what the held work cost (at most the held amount); the rest returns."""
+    body = body or CaptureIn()
+    receipt = svc.book.capture(
+        me.team_id,
+        hold_id,
+        outcome=body.outcome,
+        quantity=body.quantity,
+        call=_call(body.call),
+        actor=actor_of(me),
+        idempotency_key=idempotency_key,
+    )
+    return ChargeOut.of(receipt)
+
+
+@router.post("/v1/holds/{hold_id}/release", response_model=ReleaseOut, responses=SPEND)
+def release(
+    hold_id: HoldId, svc: ServicesDep, me: MemberDep, idempotency_key: IdempotencyKey = None
+) -> ReleaseOut:
+    """Give back every credit the hold reserved."""
+    r = svc.book.release(me.team_id, hold_id, actor=actor_of(me), idempotency_key=idempotency_key)
+    return ReleaseOut(hold_id=r.hold_id, released=r.released, status=r.status)

@@ -1,0 +1,61 @@
+"""``creditbook serve``: the HTTP API under uvicorn; ``creditbook idempotency purge``.
+
+The server logs JSON lines (with each request's id) to stderr. Settings come
+from ``CREDITBOOK_*`` variables (operator key, rate limits, ...);
+``--database-url`` overrides ``CREDITBOOK_DATABASE_URL``.
+"""
+
+from __future__ import annotations
+
+from datetime import timedelta
+from typing import Annotated
+
+import typer
+
+from creditbook.config import Settings
+from creditbook.entrypoints.cli.app import State, app, book, console
+from creditbook.service.access import AccessService
+
+idempotency_app = typer.Typer(help="Idempotency keys.", no_args_is_help=True)
+app.add_typer(idempotency_app, name="idempotency")
+
+
+@app.command("serve")
+def serve(
+    host: Annotated[str, typer.Option(help="Interface to bind.")] = "127.0.0.1",
+    port: Annotated[int, typer.Option(help="TCP port.")] = 8000,
+    database_url: Annotated[
+        str | None,
+        typer.Option("--database-url", help="SQLAlchemy URL (overrides the global option)."),
+    ] = None,
+    log_level: Annotated[str, typer.Option(help="debug, info, warning, error.")] = "info",
+) -> None:
+    """Run the HTTP API (docs at /docs, schema at /openapi.json)."""
+    import uvicorn
+
+    from creditbook.bootstrap import open as open_book
+    from creditbook.entrypoints.api import create_app
+    from creditbook.entrypoints.api.logs import log_config
+
+    settings = Settings()
+    url = database_url or State.database_url or settings.database_url
+    engine_book = open_book(url, catalog=State.catalog or settings.catalog)
+    application = create_app(engine_book, settings)
+    uvicorn.run(
+        application,
+        host=host,
+        port=port,
+        log_config=log_config(log_level.upper()),
+        access_log=False,
+    )
+
+
+@idempotency_app.command("purge")
+def purge(
+    older_than_days: Annotated[
+        int, typer.Option(min=30, help="Delete keys older than this (at least 30 days).")
+    ] = 30,
+) -> None:
+    """Delete idempotency keys older than N days (they are kept at least 30)."""
+    removed = AccessService(book()).purge_idempotency_keys(timedelta(days=older_than_days))
+    console.print(f"removed {removed} idempotency keys older than {older_than_days} days")

@@ -1,0 +1,174 @@
+"""Keys, roles and team isolation: who may call what, and nothing leaks across teams."""
+
+from __future__ import annotations
+
+import hashlib
+
+import pytest
+from api_helpers import Api, assert_problem, bearer
+from sqlalchemy import select
+
+from creditbook.adapters.db.tables_access import api_keys
+
+
+def test_a_request_without_a_key_is_unauthorized_with_a_bearer_challenge(api: Api) -> None:
+    r = api.client.get("/v1/credits")
+    assert_problem(r, 401, "unauthorized")
+    assert r.headers["www-authenticate"].startswith("Bearer")
+
+
+def test_an_unknown_or_malformed_key_is_unauthorized(api: Api) -> None:
+    team = api.new_team()
+    forged = team.admin["Authorization"][:-4] + "AAAA"
+    for header in (
+        {"Authorization": forged},
+        bearer("cbk.team_x.key_y.secret"),
+        bearer("not-a-key"),
+        {"Authorization": "Basic abc"},
+    ):
+        assert_problem(api.client.get("/v1/credits", headers=header), 401, "unauthorized")
+
+
+def test_keys_are_random_team_first_and_stored_only_as_sha256(api: Api) -> None:
+    team = api.new_team()
+    key = team.admin["Authorization"].removeprefix("Bearer ")
+    prefix, team_id, key_id, secret = key.split(".")
+    assert (prefix, team_id) == ("cbk", team.id)
+    assert len(secret) >= 43  # 32 random bytes in URL-safe base64
+    engine = api.book.engine
+    assert engine is not None
+    with engine.connect() as conn:
+        rows = conn.execute(select(api_keys).where(api_keys.c.team_id == team.id)).all()
+    assert len(rows) == 1
+    assert rows[0].id == key_id
+    assert rows[0].key_hash == hashlib.sha256(key.encode()).hexdigest()
+    assert secret not in repr(tuple(rows[0]))
+
+
+def test_a_member_cannot_reach_admin_or_operator_endpoints(api: Api) -> None:
+    team = api.new_team(credits=100)
+    other_id, _ = api.add_member(team, "other@acme.example")
+    _, member = api.add_member(team, "max@acme.example")
+    calls = [
+        ("post", "/v1/members", {"email": "new@acme.example"}),
+        ("patch", f"/v1/members/{other_id}", {"monthly_cap": 5}),
+        ("delete", f"/v1/members/{other_id}", None),
+        ("get", f"/v1/members/{other_id}/api-keys", None),
+        ("post", f"/v1/members/{other_id}/api-keys", None),
+        ("delete", "/v1/api-keys/key_whatever", None),
+        ("post", "/v1/teams", {"name": "x", "admin_email": "a@b.example"}),
+        ("get", f"/v1/teams/{team.id}", None),
+        ("patch", f"/v1/teams/{team.id}", {"status": "suspended"}),
+        ("post", f"/v1/teams/{team.id}/grants", {"credits": 5, "category": "free", "reason": "x"}),
+    ]
+    for method, path, body in calls:
+        kwargs = {"json": body} if body is not None else {}
+        r = api.client.request(method.upper(), path, headers=member, **kwargs)
+        assert_problem(r, 403, "forbidden")
+    assert api.available(team) == 100
+
+
+def test_an_admin_key_cannot_reach_operator_endpoints_and_the_operator_has_no_team(
+    api: Api,
+) -> None:
+    team = api.new_team()
+    r = api.client.post(
+        f"/v1/teams/{team.id}/grants",
+        json={"credits": 5, "category": "free", "reason": "self-service"},
+        headers=team.admin,
+    )
+    assert_problem(r, 403, "forbidden")
+    assert_problem(api.client.get("/v1/credits", headers=api.op), 403, "forbidden")
+
+
+def test_no_team_key_reaches_another_teams_ids(api: Api) -> None:
+    mine = api.new_team("Mine", credits=100)
+    theirs = api.new_team("Theirs", credits=100)
+    their_member, _ = api.add_member(theirs, "them@theirs.example")
+    hold = api.client.post("/v1/holds", json={"feature": "phone_finder"}, headers=theirs.admin)
+    hold_id = hold.json()["hold_id"]
+    their_key = api.client.get(f"/v1/members/{their_member}/api-keys", headers=theirs.admin).json()[
+        0
+    ]["key_id"]
+    calls = [
+        ("get", f"/v1/members/{their_member}", None),
+        ("patch", f"/v1/members/{their_member}", {"monthly_cap": 1}),
+        ("delete", f"/v1/members/{their_member}", None),
+        ("get", f"/v1/members/{their_member}/api-keys", None),
+        ("post", f"/v1/members/{their_member}/api-keys", None),
+        ("delete", f"/v1/api-keys/{their_key}", None),
+        ("get", f"/v1/holds/{hold_id}", None),
+        ("post", f"/v1/holds/{hold_id}/capture", {"outcome": "found"}),
+        ("post", f"/v1/holds/{hold_id}/release", None),
+    ]
+    for method, path, body in calls:
+        kwargs = {"json": body} if body is not None else {}
+        r = api.client.request(method.upper(), path, headers=mine.admin, **kwargs)
+        problem = assert_problem(r, 404, "not_found")
+        assert "them@theirs.example" not in r.text
+        assert problem["detail"]
+    # Their hold and member are untouched; their key still works.
+    state = api.client.get(f"/v1/holds/{hold_id}", headers=theirs.admin).json()
+    assert state["status"] == "active"
+    assert api.available(theirs) == 80
+    member = api.client.get(f"/v1/members/{their_member}", headers=theirs.admin).json()
+    assert member["active"] is True and member["monthly_cap"] is None
+    # History filtered by another team's member shows nothing of theirs.
+    page = api.client.get(f"/v1/ledger?member={their_member}", headers=mine.admin).json()
+    assert page["entries"] == []
+
+
+def test_a_revoked_key_stops_at_once_and_a_rotated_key_works(api: Api) -> None:
+    team = api.new_team()
+    member_id, member = api.add_member(team, "max@acme.example")
+    assert api.client.get("/v1/credits", headers=member).status_code == 200
+    new = api.client.post(
+        f"/v1/members/{member_id}/api-keys", json={"label": "worker"}, headers=team.admin
+    )
+    assert new.status_code == 201
+    new_key = bearer(new.json()["api_key"])
+    keys = api.client.get(f"/v1/members/{member_id}/api-keys", headers=team.admin).json()
+    old_id = next(k["key_id"] for k in keys if k["label"] is None)
+    revoked = api.client.delete(f"/v1/api-keys/{old_id}", headers=team.admin)
+    assert revoked.status_code == 200 and revoked.json()["revoked_at"] is not None
+    assert_problem(api.client.get("/v1/credits", headers=member), 401, "unauthorized")
+    assert api.client.get("/v1/credits", headers=new_key).status_code == 200
+    assert "api_key" not in keys[0]
+
+
+def test_removing_a_member_revokes_their_keys_and_keeps_the_last_admin(api: Api) -> None:
+    team = api.new_team()
+    member_id, member = api.add_member(team, "max@acme.example")
+    removed = api.client.delete(f"/v1/members/{member_id}", headers=team.admin)
+    assert removed.status_code == 200 and removed.json()["active"] is False
+    assert_problem(api.client.get("/v1/credits", headers=member), 401, "unauthorized")
+    assert_problem(
+        api.client.delete(f"/v1/members/{team.admin_id}", headers=team.admin), 409, "last_admin"
+    )
+    assert_problem(
+        api.client.patch(
+            f"/v1/members/{team.admin_id}", json={"role": "member"}, headers=team.admin
+        ),
+        409,
+        "last_admin",
+    )
+
+
+def test_a_suspended_team_is_refused_until_reactivated(api: Api) -> None:
+    team = api.new_team(credits=10)
+    r = api.client.patch(f"/v1/teams/{team.id}", json={"status": "suspended"}, headers=api.op)
+    assert r.status_code == 200 and r.json()["status"] == "suspended"
+    assert_problem(api.client.get("/v1/credits", headers=team.admin), 403, "team_suspended")
+    api.client.patch(f"/v1/teams/{team.id}", json={"status": "active"}, headers=api.op)
+    assert api.available(team) == 10
+
+
+@pytest.mark.parametrize("path", ["/v1/teams/team_nope", "/v1/teams/team_nope/grants"])
+def test_operator_calls_on_an_unknown_team_are_not_found(api: Api, path: str) -> None:
+    if path.endswith("grants"):
+        r = api.client.post(
+            path, json={"credits": 1, "category": "free", "reason": "x"}, headers=api.op
+        )
+    else:
+        r = api.client.get(path, headers=api.op)
+    assert_problem(r, 404, "not_found")
