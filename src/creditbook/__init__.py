@@ -44,8 +44,19 @@ from creditbook.domain.holds import Hold, HoldStatus
 from creditbook.domain.ledger import Account, Actor, Entry, EntryKind, Posting
 from creditbook.domain.money import Money
 from creditbook.domain.pricing import Call
+from creditbook.domain.subscriptions import Subscription, SubscriptionStatus, TrialAlreadyUsed
 from creditbook.domain.team import Member, Role, Team
 from creditbook.service.credits import Creditbook, LedgerPage
+from creditbook.service.enrichment import EnrichmentJob, EnrichmentService, enrichment_for
+from creditbook.service.notifications import AlertKind, Notification, NotificationService
+from creditbook.service.plans import Plans, SubscriptionNotFound, SubscriptionReceipt
+from creditbook.service.purchases import (
+    BillingSettings,
+    Purchase,
+    PurchaseNotFound,
+    PurchaseService,
+    RefundNotPossible,
+)
 from creditbook.service.receipts import (
     ChargeReceipt,
     Drawn,
@@ -60,10 +71,12 @@ __version__ = "0.1.0.dev0"
 __all__ = [
     "Account",
     "Actor",
+    "AlertKind",
     "AlreadyExists",
     "AuditFailed",
     "AuditReport",
     "Balance",
+    "BillingSettings",
     "Call",
     "CapExceeded",
     "CaptureExceedsHold",
@@ -75,6 +88,8 @@ __all__ = [
     "Creditbook",
     "CreditbookError",
     "Drawn",
+    "EnrichmentJob",
+    "EnrichmentService",
     "Entry",
     "EntryKind",
     "Expiring",
@@ -100,20 +115,33 @@ __all__ = [
     "MemberNotFound",
     "Money",
     "NotFound",
+    "Notification",
+    "NotificationService",
     "Plan",
+    "Plans",
     "Posting",
+    "Purchase",
+    "PurchaseNotFound",
+    "PurchaseService",
     "RateLimited",
+    "RefundNotPossible",
     "ReleaseReceipt",
     "RevokeReceipt",
     "Role",
     "Source",
+    "Subscription",
+    "SubscriptionNotFound",
+    "SubscriptionReceipt",
+    "SubscriptionStatus",
     "SystemClock",
     "Team",
     "TeamNotFound",
+    "TrialAlreadyUsed",
     "UnknownFeature",
     "UnknownOutcome",
     "UnknownPlan",
     "__version__",
+    "enrichment_for",
     "load_catalog",
     "open",
 ]

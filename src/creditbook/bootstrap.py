@@ -6,6 +6,7 @@ service call it too, so every entry point runs on the same wiring.
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 
 from sqlalchemy import Engine
@@ -13,10 +14,13 @@ from sqlalchemy import Engine
 from creditbook.adapters.db import migrate
 from creditbook.adapters.db.engine import make_engine
 from creditbook.adapters.db.repository import SqlUnitOfWork
+from creditbook.adapters.payments import PaymentProvider, build_payment_provider
 from creditbook.catalog import load_catalog
 from creditbook.domain.catalog import Catalog
 from creditbook.domain.clock import Clock, SystemClock
 from creditbook.service.credits import Creditbook
+from creditbook.service.plans import Plans
+from creditbook.service.purchases import install as install_purchases
 
 
 def open(
@@ -26,6 +30,7 @@ def open(
     clock: Clock | None = None,
     engine: Engine | None = None,
     upgrade: bool = True,
+    payment_provider: PaymentProvider | None = None,
 ) -> Creditbook:
     """A ready ``Creditbook`` on ``database_url`` (SQLite in the user data dir by default).
 
@@ -36,4 +41,16 @@ def open(
         migrate.upgrade(engine)
     resolved = catalog if isinstance(catalog, Catalog) else load_catalog(catalog)
     bound = engine
-    return Creditbook(lambda: SqlUnitOfWork(bound), resolved, clock or SystemClock(), bound)
+    book = Creditbook(lambda: SqlUnitOfWork(bound), resolved, clock or SystemClock(), bound)
+    # Registers its catch-up and due steps: period grants are issued on any touch.
+    book.plans = Plans(book)
+    # Purchases, refunds, auto-recharge and alerts; the provider named by
+    # CREDITBOOK_PAYMENT_PROVIDER (manual by default) unless one is given.
+    book.purchases = install_purchases(
+        book,
+        payment_provider
+        or build_payment_provider(
+            os.environ.get("CREDITBOOK_PAYMENT_PROVIDER", "manual"), os.environ
+        ),
+    )
+    return book

@@ -17,6 +17,8 @@ from __future__ import annotations
 
 import hashlib
 import json
+import os
+import typing
 import zoneinfo
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -34,6 +36,7 @@ from creditbook.domain.catalog import Catalog
 from creditbook.domain.clock import Clock, ensure_aware
 from creditbook.domain.errors import (
     AlreadyExists,
+    CreditbookError,
     GrantNotFound,
     HoldNotFound,
     IdempotencyConflict,
@@ -46,6 +49,15 @@ from creditbook.domain.ids import new_id
 from creditbook.domain.ledger import SYSTEM, Actor, Entry
 from creditbook.domain.pricing import Call
 from creditbook.domain.team import Member, Role, Team
+from creditbook.service.group_commit import (
+    DEFAULT_MAX_BATCH,
+    DEFAULT_MAX_WAIT_MS,
+    MAX_BATCH_ITEMS,
+    ChargeItem,
+    Command,
+    GroupCommitter,
+    run_batch,
+)
 from creditbook.service.receipts import (
     ChargeReceipt,
     Drawn,
@@ -54,6 +66,11 @@ from creditbook.service.receipts import (
     ReleaseReceipt,
     RevokeReceipt,
 )
+
+if typing.TYPE_CHECKING:
+    from creditbook.service.notifications import NotificationService
+    from creditbook.service.plans import Plans
+    from creditbook.service.purchases import PurchaseService
 
 MAX_KEY_LENGTH = 255
 MAX_PAGE = 500
@@ -71,6 +88,8 @@ CatchUpStep = Callable[[SqlUnitOfWork, TeamBook, datetime], None]
 # refuses the command (spending caps). It sees the new entries in ``book.entries``.
 SpendGuard = Callable[[SqlUnitOfWork, TeamBook], None]
 DueStep = Callable[[SqlUnitOfWork, str, datetime], datetime | None]
+# (team_id, operation, error): runs after a transaction refused with ``error`` rolled back.
+RefusalHook = Callable[[str, str, "CreditbookError"], None]
 
 
 @dataclass(frozen=True, slots=True)
@@ -129,6 +148,39 @@ class Creditbook:
         self.catch_up_steps: list[CatchUpStep] = []
         self.due_steps: list[DueStep] = []
         self.spend_guards: list[SpendGuard] = []
+        # Area services wired by ``creditbook.open`` (bootstrap).
+        self._plans: Plans | None = None
+        self._purchases: PurchaseService | None = None
+        # Called after a refused transaction rolled back, and after a commit.
+        self.refusal_hooks: list[RefusalHook] = []
+        self.after_commit_hooks: list[Callable[[str], None]] = []
+        # Group commit (``enable_group_commit``); CREDITBOOK_GROUP_COMMIT=1 turns it on
+        # for every engine of the process (e.g. ``creditbook serve``).
+        self.group_commit: GroupCommitter | None = None
+        if os.environ.get("CREDITBOOK_GROUP_COMMIT", "").lower() in ("1", "true", "on", "yes"):
+            self.enable_group_commit()
+
+    # ---- group commit ----------------------------------------------------------
+
+    def enable_group_commit(
+        self, *, max_batch: int = DEFAULT_MAX_BATCH, max_wait_ms: float = DEFAULT_MAX_WAIT_MS
+    ) -> GroupCommitter:
+        """Coalesce concurrent charges, holds, captures and releases into shared transactions.
+
+        Each call still returns only once its own transaction committed, with
+        the same answers as without (see ``creditbook.service.group_commit``).
+        ``max_batch`` bounds the commands per transaction; ``max_wait_ms`` is how
+        long the committer waits for more when the queue is empty (0: never).
+        """
+        self.disable_group_commit()
+        self.group_commit = GroupCommitter(self, max_batch=max_batch, max_wait_ms=max_wait_ms)
+        return self.group_commit
+
+    def disable_group_commit(self) -> None:
+        """Answer whatever is queued, then go back to one transaction per call."""
+        group, self.group_commit = self.group_commit, None
+        if group is not None:
+            group.close()
 
     # ---- teams and members -------------------------------------------------
 
@@ -256,26 +308,72 @@ class Creditbook:
         idempotency_key: str | None = None,
     ) -> ChargeReceipt:
         """Charge a use whose outcome is known; a non-billable outcome costs 0."""
-        request = {
-            "feature": feature,
-            "quantity": quantity,
-            "outcome": outcome,
-            "call": _call_dict(call),
-            "actor": actor_dict(actor),
-        }
+        request, apply = _charge_parts(feature, quantity, outcome, call, actor, idempotency_key)
+        return self.transact(
+            team_id, "charge", request, idempotency_key, apply, ChargeReceipt, groupable=True
+        )
 
-        def apply(book: TeamBook, uow: SqlUnitOfWork) -> ChargeReceipt:
-            result = book.charge(
-                feature,
-                quantity=quantity,
-                outcome=outcome,
-                call=call,
-                actor=actor,
-                idempotency_key=idempotency_key,
+    def charge_many(
+        self, team_id: str | None, items: typing.Sequence[ChargeItem]
+    ) -> list[ChargeReceipt | CreditbookError]:
+        """Many charges in ONE transaction; per item its receipt or the error it raised.
+
+        ``team_id`` applies to items that name none. Items are applied in order
+        (per team); one that fails leaves no trace and does not stop the
+        others. Each item's idempotency key behaves as in ``charge``: a retry
+        through ``charge`` or ``charge_many`` answers the first receipt.
+        """
+        if not 1 <= len(items) <= MAX_BATCH_ITEMS:
+            raise InvalidInput(
+                f"a batch has 1 to {MAX_BATCH_ITEMS} charges, got {len(items)}", field="items"
             )
-            return _charge_receipt(book, result)
-
-        return self.transact(team_id, "charge", request, idempotency_key, apply, ChargeReceipt)
+        commands: list[Command | CreditbookError] = []
+        for index, item in enumerate(items):
+            team = item.team_id or team_id
+            key = item.idempotency_key
+            if team is None:
+                commands.append(
+                    InvalidInput(
+                        f"item {index} names no team and the batch has none", field="team_id"
+                    )
+                )
+                continue
+            if key is not None and not 1 <= len(key) <= MAX_KEY_LENGTH:
+                commands.append(
+                    InvalidInput(
+                        f"an idempotency key is 1 to {MAX_KEY_LENGTH} characters",
+                        field="idempotency_key",
+                    )
+                )
+                continue
+            request, apply = _charge_parts(
+                item.feature, item.quantity, item.outcome, item.call, item.actor, key
+            )
+            digest = request_hash("charge", request) if key else ""
+            commands.append(Command(team, "charge", request, key, digest, apply))
+        runnable = [c for c in commands if isinstance(c, Command)]
+        outcomes = iter(run_batch(self, runnable))
+        results: list[ChargeReceipt | CreditbookError] = []
+        succeeded: dict[str, None] = {}
+        for command in commands:
+            if not isinstance(command, Command):
+                results.append(command)
+                continue
+            outcome = next(outcomes)
+            if outcome.error is not None:
+                if not isinstance(outcome.error, CreditbookError):
+                    raise outcome.error
+                for on_refused in self.refusal_hooks:
+                    on_refused(command.team_id, "charge", outcome.error)
+                results.append(outcome.error)
+            else:
+                assert outcome.data is not None
+                succeeded[command.team_id] = None
+                results.append(ChargeReceipt.from_dict(outcome.data))
+        for team in succeeded:
+            for after in self.after_commit_hooks:
+                after(team)
+        return results
 
     def hold(
         self,
@@ -308,7 +406,9 @@ class Creditbook:
             )
             return _hold_receipt(book, hold)
 
-        return self.transact(team_id, "hold", request, idempotency_key, apply, HoldReceipt)
+        return self.transact(
+            team_id, "hold", request, idempotency_key, apply, HoldReceipt, groupable=True
+        )
 
     def capture(
         self,
@@ -343,7 +443,14 @@ class Creditbook:
             return _charge_receipt(book, result, hold=hold)
 
         return self.transact(
-            team_id, "capture", request, idempotency_key, apply, ChargeReceipt, hold_ids=[hold_id]
+            team_id,
+            "capture",
+            request,
+            idempotency_key,
+            apply,
+            ChargeReceipt,
+            hold_ids=[hold_id],
+            groupable=True,
         )
 
     def release(
@@ -363,7 +470,14 @@ class Creditbook:
             return ReleaseReceipt(hold.id, book.team_id, hold.amount, hold.status.value, entry.id)
 
         return self.transact(
-            team_id, "release", request, idempotency_key, apply, ReleaseReceipt, hold_ids=[hold_id]
+            team_id,
+            "release",
+            request,
+            idempotency_key,
+            apply,
+            ReleaseReceipt,
+            hold_ids=[hold_id],
+            groupable=True,
         )
 
     def revoke(
@@ -476,6 +590,41 @@ class Creditbook:
                 raise TeamNotFound(team_id)
             return run_audit(uow.conn, team_id)
 
+    # ---- area services -----------------------------------------------------------
+
+    @property
+    def plans(self) -> Plans:
+        """Plans, seats and billing periods (``creditbook.service.plans``)."""
+        if self._plans is None:
+            raise RuntimeError("plans are not wired: build the engine with creditbook.open()")
+        return self._plans
+
+    @plans.setter
+    def plans(self, service: Plans) -> None:
+        self._plans = service
+
+    @property
+    def purchases(self) -> PurchaseService:
+        """Buying credits, refunds, auto-recharge and alerts (``creditbook.service.purchases``).
+
+        ``creditbook.open`` wires it with the configured payment provider; an
+        engine built by hand gets one on the ``manual`` provider on first use.
+        """
+        if self._purchases is None:
+            from creditbook.service.purchases import install
+
+            self._purchases = install(self)
+        return self._purchases
+
+    @purchases.setter
+    def purchases(self, service: PurchaseService) -> None:
+        self._purchases = service
+
+    @property
+    def notifications(self) -> NotificationService:
+        """The team alerts: outbox, webhook delivery, in-app list; ``notify()`` for others."""
+        return self.purchases.notifications
+
     # ---- keeping teams up to date ------------------------------------------------
 
     def catch_up(self, team_id: str) -> int:
@@ -487,16 +636,14 @@ class Creditbook:
             uow.commit()
         return written
 
-    def tick(self, *, on_team: Callable[[str], None] | None = None) -> int:
-        """Bring every team whose ``due_at`` has passed up to date; returns how many."""
-        now = self.clock.now()
-        with self.uow() as uow:
-            due = uow.list_team_ids(due_before=now)
-        for team_id in due:
-            self.catch_up(team_id)
-            if on_team is not None:
-                on_team(team_id)
-        return len(due)
+    def tick(self, *, on_team: Callable[[str], None] | None = None, batch_size: int = 500) -> int:
+        """Bring every team whose ``due_at`` has passed up to date; returns how many.
+
+        Teams are swept in batches (see ``creditbook.service.sweep``).
+        """
+        from creditbook.service.sweep import sweep
+
+        return sweep(self, batch_size=batch_size, on_team=on_team)
 
     # ---- the transaction ------------------------------------------------------------
 
@@ -510,6 +657,7 @@ class Creditbook:
         receipt_type: type[R],
         *,
         hold_ids: list[str] | None = None,
+        groupable: bool = False,
     ) -> R:
         """Run ``apply`` on the team's up-to-date book in one transaction.
 
@@ -518,12 +666,51 @@ class Creditbook:
         answers a known idempotency key with its stored receipt, runs the
         spend guards, writes the book and the receipt, commits.
         ``receipt_type`` needs ``to_dict`` and a ``from_dict`` classmethod.
+        ``groupable=True`` (charges, holds, captures, releases: ``apply`` only
+        touches the book) lets group commit, when enabled, share the transaction.
         """
         if idempotency_key is not None and not 1 <= len(idempotency_key) <= MAX_KEY_LENGTH:
             raise InvalidInput(
                 f"an idempotency key is 1 to {MAX_KEY_LENGTH} characters", field="idempotency_key"
             )
         digest = request_hash(operation, request) if idempotency_key else ""
+        group = self.group_commit if groupable else None
+        if group is not None and group.in_committer():
+            group = None
+        try:
+            if group is not None:
+                command = Command(
+                    team_id, operation, request, idempotency_key, digest, apply, hold_ids
+                )
+                data = group.submit(command).result()
+            else:
+                data = self.run_transaction(
+                    team_id, operation, idempotency_key, digest, apply, hold_ids=hold_ids
+                )
+        except CreditbookError as exc:
+            # After the rollback (the team lock is free again): refusals worth
+            # remembering, such as the "depleted" alert, are written here.
+            for on_refused in self.refusal_hooks:
+                on_refused(team_id, operation, exc)
+            raise
+        if group is None:
+            # Work decided inside the transaction that must run outside it (auto-recharge);
+            # under group commit the committer thread runs it.
+            for after in self.after_commit_hooks:
+                after(team_id)
+        return receipt_type.from_dict(data)  # type: ignore[attr-defined,no-any-return]
+
+    def run_transaction(
+        self,
+        team_id: str,
+        operation: str,
+        idempotency_key: str | None,
+        digest: str,
+        apply: Callable[[TeamBook, SqlUnitOfWork], Receipt],
+        *,
+        hold_ids: list[str] | None = None,
+    ) -> dict[str, Any]:
+        """The body of ``transact`` without its hooks: one transaction; the receipt's dict."""
         with self.uow() as uow:
             due_at = uow.lock_team(team_id)
             if idempotency_key is not None:
@@ -532,7 +719,7 @@ class Creditbook:
                     stored_hash, _, response = stored
                     if stored_hash != digest:
                         raise IdempotencyConflict(idempotency_key)
-                    return receipt_type.from_dict(response)  # type: ignore[attr-defined,no-any-return]
+                    return response
             book, ran = self.open_book(uow, team_id, due_at=due_at, locked=True, hold_ids=hold_ids)
             receipt = apply(book, uow)
             for guard in self.spend_guards:
@@ -544,7 +731,7 @@ class Creditbook:
                     team_id, idempotency_key, digest, operation, data, self.clock.now()
                 )
             uow.commit()
-        return receipt_type.from_dict(data)  # type: ignore[attr-defined,no-any-return]
+        return data
 
     def open_book(
         self,
@@ -632,6 +819,37 @@ def _call_dict(call: Call | None) -> dict[str, Any] | None:
         "answered": call.answered,
         "destination": call.destination,
     }
+
+
+def _charge_parts(
+    feature: str,
+    quantity: int,
+    outcome: str | None,
+    call: Call | None,
+    actor: Actor,
+    idempotency_key: str | None,
+) -> tuple[dict[str, Any], Callable[[TeamBook, SqlUnitOfWork], ChargeReceipt]]:
+    """A charge's request (hashed for idempotency) and the function applying it to a book."""
+    request = {
+        "feature": feature,
+        "quantity": quantity,
+        "outcome": outcome,
+        "call": _call_dict(call),
+        "actor": actor_dict(actor),
+    }
+
+    def apply(book: TeamBook, uow: SqlUnitOfWork) -> ChargeReceipt:
+        result = book.charge(
+            feature,
+            quantity=quantity,
+            outcome=outcome,
+            call=call,
+            actor=actor,
+            idempotency_key=idempotency_key,
+        )
+        return _charge_receipt(book, result)
+
+    return request, apply
 
 
 def _hold_in(book: TeamBook, hold_id: str) -> Hold:

@@ -340,6 +340,7 @@ def register() -> None:
     """Import the area modules so their commands attach to ``app``."""
     from creditbook.entrypoints.cli import (
         demo,  # noqa: F401
+        enrich,  # noqa: F401
         plans,  # noqa: F401
         purchases,  # noqa: F401
         serve,  # noqa: F401
