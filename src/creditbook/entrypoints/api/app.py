@@ -66,6 +66,7 @@ ROUTERS: list[APIRouter] = [
 OPTIONAL_ROUTERS = [
     "creditbook.entrypoints.api.routes_purchases",
     "creditbook.entrypoints.api.routes_enrichment",
+    "creditbook.entrypoints.api.routes_batch",
 ]
 _REQUEST_ID = re.compile(r"^[A-Za-z0-9._:-]{1,128}$")
 log = logging.getLogger("creditbook.api")

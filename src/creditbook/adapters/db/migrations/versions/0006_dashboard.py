@@ -1,10 +1,18 @@
 """Dashboard sessions and sign-in links (issue 7).
 
+Sessions live in a signed cookie (nothing stored); one-time sign-in links
+are stored here, hashed.
+
 Revision ID: 0006_dashboard
 Revises: 0005_enrichment
 """
 
 from __future__ import annotations
+
+import sqlalchemy as sa
+from alembic import op
+
+from creditbook.adapters.db.tables import UTCDateTime
 
 revision = "0006_dashboard"
 down_revision = "0005_enrichment"
@@ -13,8 +21,18 @@ depends_on = None
 
 
 def upgrade() -> None:
-    pass
+    op.create_table(
+        "dashboard_signin_links",
+        sa.Column("team_id", sa.String(length=40), nullable=False),
+        sa.Column("id", sa.String(length=40), nullable=False),
+        sa.Column("member_id", sa.String(length=40), nullable=False),
+        sa.Column("token_hash", sa.String(length=64), nullable=False),
+        sa.Column("created_at", UTCDateTime(), nullable=False),
+        sa.Column("expires_at", UTCDateTime(), nullable=False),
+        sa.Column("used_at", UTCDateTime(), nullable=True),
+        sa.PrimaryKeyConstraint("team_id", "id"),
+    )
 
 
 def downgrade() -> None:
-    pass
+    op.drop_table("dashboard_signin_links")
