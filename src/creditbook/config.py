@@ -32,6 +32,13 @@ class Settings(BaseSettings):
     rate_limit_exempt_keys: str = ""
     # ``GET /v1/noop`` (no database work, for benchmarks); None: on unless production.
     api_noop: bool | None = None
+    # Enrichment jobs (issue 6): provider waterfalls (TOML/JSON file, see
+    # adapters/providers/config.py; the sandbox when unset), provider calls in
+    # flight per job, items per charging transaction, dedupe window in days.
+    enrichment_providers: Path | None = None
+    enrichment_concurrency: int = 32
+    enrichment_chunk_size: int = 500
+    enrichment_dedupe_days: int = 30
 
     @field_validator("env")
     @classmethod

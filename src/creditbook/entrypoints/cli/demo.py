@@ -76,6 +76,25 @@ def demo() -> None:
     )
     console.print(balance_table(engine.balance(team.id), title=f"Balance of {team.name}"))
     console.print(ledger_table(engine.ledger(team.id, limit=30).entries))
+    _enrichment_demo(team.id, member.id)
     report = engine.audit(team.id)
     status = "[green]clean[/]" if report.clean else f"[red]{len(report.problems)} problems[/]"
     console.print(f"audit: {status} ({report.entries} entries)")
+
+
+def _enrichment_demo(team_id: str, member_id: str) -> None:
+    """A 200-lead sandbox enrichment job with a progress bar (issue 6)."""
+    from creditbook.entrypoints.cli.enrich import describe, run_with_progress
+    from creditbook.service.enrichment import enrichment_for
+    from creditbook.service.leads import sample_leads
+
+    console.rule("[bold]bulk enrichment[/]: 200 sandbox leads")
+    svc = enrichment_for(book())
+    job = svc.create_job(
+        team_id,
+        sample_leads(200),
+        ["email_finder", "linkedin_enrichment"],
+        member_id=member_id,
+        provider="sandbox",
+    )
+    describe(run_with_progress(svc, team_id, job.id))
