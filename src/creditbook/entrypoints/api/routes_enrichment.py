@@ -3,15 +3,19 @@
 Jobs run in this process, in a background worker (a thread with its own event
 loop, ``JobWorker``): ``POST /v1/enrichment-jobs`` answers at once with the
 ``queued`` job and its estimate, and ``GET /v1/enrichment-jobs/{id}`` shows
-its progress. The worker starts with the first enrichment request of the
-process; starting, it marks jobs a dead process left ``running`` as ``paused``
-(``interrupted``) and runs the queued ones. Charges of a job are attributed to
+its progress. The worker starts with the app (the router's lifespan) or with
+the first enrichment request, whichever comes first; starting, it marks jobs
+a dead process left ``running`` as ``paused`` (``interrupted``), runs the
+queued ones and polls for auto-resume. Charges of a job are attributed to
 the member whose key started it.
 """
 
 from __future__ import annotations
 
+import os
 import threading
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
 from typing import Annotated, Any
 from weakref import WeakKeyDictionary
 
@@ -37,7 +41,27 @@ from creditbook.service.enrichment import (
     enrichment_for,
 )
 
-router = APIRouter(tags=["enrichment"], responses=problem_responses(401, 403, 404, 422, 429))
+
+@asynccontextmanager
+async def _lifespan(app: Any) -> AsyncIterator[None]:
+    """Start the job worker with the app: interrupted jobs are found at startup."""
+    services = getattr(app.state, "services", None)
+    enabled = os.environ.get("CREDITBOOK_JOB_WORKER", "1").strip().lower() not in ("0", "false")
+    book: Creditbook | None = services.book if services is not None and enabled else None
+    if book is not None:
+        worker_for(book)
+    try:
+        yield
+    finally:
+        if book is not None:
+            stop_worker(book)
+
+
+router = APIRouter(
+    tags=["enrichment"],
+    responses=problem_responses(401, 403, 404, 422, 429),
+    lifespan=_lifespan,
+)
 JobId = Annotated[str, Path(min_length=1, max_length=40, pattern=r"^[A-Za-z0-9_]+$")]
 
 _WORKERS: WeakKeyDictionary[Creditbook, JobWorker] = WeakKeyDictionary()
