@@ -1,22 +1,48 @@
 """``creditbook demo``: a guided tour on the default catalog.
 
 Creates a demo team, gives it this month's free credits and a purchase,
-uses every feature once (billable and not), holds and captures, then shows
-the balance by bucket and the ledger, and ends with a clean audit.
+uses every feature once (billable and not), holds and captures, shows the
+balance by bucket and the ledger, runs a 200-lead sandbox enrichment job
+with a progress bar, and ends with a clean audit. With ``--serve`` it then
+seeds a dashboard demo team (an admin and a member, 90 days of usage, a
+finished and a paused enrichment job), prints the dashboard URL and the two
+keys, and serves the API and the dashboard until interrupted.
 """
 
 from __future__ import annotations
 
 from datetime import UTC, datetime, timedelta
+from typing import Annotated
+
+import typer
 
 from creditbook.domain.ledger import Actor
 from creditbook.domain.pricing import Call
-from creditbook.entrypoints.cli.app import app, balance_table, book, console, ledger_table
+from creditbook.entrypoints.cli.app import (
+    State,
+    app,
+    balance_table,
+    book,
+    console,
+    ledger_table,
+)
 
 
 @app.command("demo")
-def demo() -> None:
+def demo(
+    serve: Annotated[
+        bool, typer.Option("--serve", help="Then serve the dashboard on a demo team.")
+    ] = False,
+    host: Annotated[str, typer.Option(help="Interface to bind with --serve.")] = "127.0.0.1",
+    port: Annotated[int, typer.Option(help="TCP port with --serve.")] = 8000,
+) -> None:
     """Create a demo team, spend credits on each feature, print balance and ledger."""
+    _tour()
+    if serve:
+        _serve_dashboard(host, port)
+
+
+def _tour() -> None:
     engine = book()
     now = datetime.now(UTC)
     team = engine.create_team("Demo team", time_zone="Europe/Paris")
@@ -98,3 +124,33 @@ def _enrichment_demo(team_id: str, member_id: str) -> None:
         provider="sandbox",
     )
     describe(run_with_progress(svc, team_id, job.id))
+
+
+def _serve_dashboard(host: str, port: int) -> None:
+    """Seed the dashboard's demo team, print how to sign in, serve until Ctrl-C."""
+    import uvicorn
+
+    from creditbook.adapters.db.engine import default_database_url
+    from creditbook.config import Settings
+    from creditbook.entrypoints.api import create_app
+    from creditbook.entrypoints.api.logs import log_config
+    from creditbook.entrypoints.web.demo import seed_demo
+
+    url = State.database_url or default_database_url()
+    console.rule("[bold]dashboard[/]: a demo team with 90 days of history")
+    team = seed_demo(url)
+    base = f"http://{host}:{port}"
+    console.print(
+        f"Dashboard: [bold]{base}/dashboard/[/]   API docs: {base}/docs\n"
+        f"  admin  {team.admin_email}: [bold]{team.admin_key}[/]\n"
+        f"  member {team.member_email}: [bold]{team.member_key}[/]\n"
+        "Paste a key on the sign-in page. Ctrl-C stops the server.",
+        soft_wrap=True,
+    )
+    uvicorn.run(
+        create_app(book(), Settings()),
+        host=host,
+        port=port,
+        log_config=log_config("WARNING"),
+        access_log=False,
+    )
