@@ -69,8 +69,12 @@ def world(
 
 
 def _schema() -> Any:
-    # The schema is the app's own; a throwaway in-memory app serves it at collection.
-    app = create_app(creditbook.open("sqlite://"), make_settings())
+    # The schema is the app's own; a throwaway app on a temporary file serves it at
+    # collection (its background workers need a database several threads can share).
+    import tempfile
+
+    path = Path(tempfile.mkdtemp(prefix="cb-schema-")) / "schema.db"
+    app = create_app(creditbook.open(f"sqlite:///{path}"), make_settings())
     return schemathesis.openapi.from_asgi("/openapi.json", app)
 
 

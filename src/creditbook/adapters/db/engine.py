@@ -14,7 +14,7 @@ from typing import Any
 import platformdirs
 from sqlalchemy import Engine, create_engine, event
 from sqlalchemy.engine import make_url
-from sqlalchemy.pool import NullPool
+from sqlalchemy.pool import NullPool, StaticPool
 
 
 def default_database_url() -> str:
@@ -56,7 +56,8 @@ def _sqlite_engine(url: str, *, echo: bool) -> Engine:
         url,
         echo=echo,
         connect_args={"timeout": 30, "isolation_level": None, "check_same_thread": False},
-        poolclass=NullPool if not memory else None,
+        # A memory database lives in its one connection: share it across threads.
+        poolclass=StaticPool if memory else NullPool,
     )
 
     @event.listens_for(engine, "connect")

@@ -12,6 +12,7 @@ the member whose key started it.
 
 from __future__ import annotations
 
+import logging
 import os
 import threading
 from collections.abc import AsyncIterator
@@ -49,7 +50,13 @@ async def _lifespan(app: Any) -> AsyncIterator[None]:
     enabled = os.environ.get("CREDITBOOK_JOB_WORKER", "1").strip().lower() not in ("0", "false")
     book: Creditbook | None = services.book if services is not None and enabled else None
     if book is not None:
-        worker_for(book)
+        try:
+            worker_for(book)
+        except Exception:
+            # A database that is down at startup must not stop the API: /readyz
+            # reports it, and the first enrichment request starts the worker.
+            log.exception("enrichment job worker not started")
+            book = None
     try:
         yield
     finally:
@@ -64,6 +71,7 @@ router = APIRouter(
 )
 JobId = Annotated[str, Path(min_length=1, max_length=40, pattern=r"^[A-Za-z0-9_]+$")]
 
+log = logging.getLogger("creditbook.enrichment")
 _WORKERS: WeakKeyDictionary[Creditbook, JobWorker] = WeakKeyDictionary()
 _LOCK = threading.Lock()
 
@@ -276,7 +284,12 @@ _FLAGS = (
 )
 
 
-@router.post("/api/enrich", status_code=status.HTTP_201_CREATED, tags=["lemlist"])
+@router.post(
+    "/api/enrich",
+    status_code=status.HTTP_201_CREATED,
+    tags=["lemlist"],
+    responses=problem_responses(409),
+)
 def enrich_one(
     body: EnrichIn, svc: ServicesDep, me: MemberDep, idempotency_key: IdempotencyKey = None
 ) -> dict[str, Any]:

@@ -7,6 +7,7 @@ Area modules register their commands on ``app`` (see ``register``).
 
 from __future__ import annotations
 
+import os
 import sys
 from datetime import datetime
 from pathlib import Path
@@ -23,8 +24,11 @@ from creditbook.domain.ledger import Actor, Entry
 from creditbook.domain.pricing import Call
 from creditbook.service.credits import Creditbook
 
-console = Console()
-err_console = Console(stderr=True)
+# Off a terminal (pipes, logs, tests) lines are not wrapped and tables get room
+# for ids, so output can be read by programs and grepped.
+_WIDTH = None if sys.stdout.isatty() else int(os.environ.get("COLUMNS", "200"))
+console = Console(soft_wrap=True, width=_WIDTH)
+err_console = Console(stderr=True, soft_wrap=True, width=_WIDTH)
 
 app = typer.Typer(
     name="creditbook",
