@@ -74,6 +74,16 @@ class ChargeResult:
         return out
 
 
+@dataclass(frozen=True, slots=True)
+class BookMark:
+    """A TeamBook's state at one point (``TeamBook.savepoint``)."""
+
+    entries: int
+    grants: dict[str, tuple[int, int, bool]]
+    holds: dict[str, tuple[HoldStatus, int, datetime | None]]
+    marks: tuple[frozenset[str], frozenset[str], frozenset[str], frozenset[str]]
+
+
 @dataclass
 class TeamBook:
     team_id: str
@@ -596,6 +606,43 @@ class TeamBook:
             [self.holds[h] for h in sorted(self.changed_holds)],
             list(self.entries),
         )
+
+    def savepoint(self) -> BookMark:
+        """Remember the book's state; ``rollback_to`` undoes whatever came after.
+
+        Group commit applies many commands to one book and needs to drop one
+        that a later check (a spend guard) refused, keeping the others.
+        """
+        return BookMark(
+            entries=len(self.entries),
+            grants={g.id: (g.remaining, g.reserved, g.closed) for g in self.grants.values()},
+            holds={h.id: (h.status, h.captured, h.resolved_at) for h in self.holds.values()},
+            marks=(
+                frozenset(self.new_grants),
+                frozenset(self.changed_grants),
+                frozenset(self.new_holds),
+                frozenset(self.changed_holds),
+            ),
+        )
+
+    def rollback_to(self, mark: BookMark) -> None:
+        """Put the book back as it was at ``savepoint()``."""
+        del self.entries[mark.entries :]
+        for grant_id in [g for g in self.grants if g not in mark.grants]:
+            del self.grants[grant_id]
+        for grant_id, (remaining, reserved, closed) in mark.grants.items():
+            grant = self.grants[grant_id]
+            grant.remaining, grant.reserved, grant.closed = remaining, reserved, closed
+        for hold_id in [h for h in self.holds if h not in mark.holds]:
+            del self.holds[hold_id]
+        for hold_id, (status, captured, resolved_at) in mark.holds.items():
+            hold = self.holds[hold_id]
+            hold.status, hold.captured, hold.resolved_at = status, captured, resolved_at
+        new_grants, changed_grants, new_holds, changed_holds = mark.marks
+        self.new_grants = set(new_grants)
+        self.changed_grants = set(changed_grants)
+        self.new_holds = set(new_holds)
+        self.changed_holds = set(changed_holds)
 
     def clear_pending(self) -> None:
         self.new_grants.clear()

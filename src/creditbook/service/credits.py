@@ -163,17 +163,25 @@ class Creditbook:
     # ---- group commit ----------------------------------------------------------
 
     def enable_group_commit(
-        self, *, max_batch: int = DEFAULT_MAX_BATCH, max_wait_ms: float = DEFAULT_MAX_WAIT_MS
+        self,
+        *,
+        max_batch: int = DEFAULT_MAX_BATCH,
+        max_wait_ms: float = DEFAULT_MAX_WAIT_MS,
+        per_team: bool = False,
     ) -> GroupCommitter:
         """Coalesce concurrent charges, holds, captures and releases into shared transactions.
 
         Each call still returns only once its own transaction committed, with
         the same answers as without (see ``creditbook.service.group_commit``).
-        ``max_batch`` bounds the commands per transaction; ``max_wait_ms`` is how
-        long the committer waits for more when the queue is empty (0: never).
+        ``max_batch`` bounds the commands per transaction; ``max_wait_ms`` bounds how
+        long the committer waits, when the queue is empty, for callers the previous
+        batch answered (a lone caller never waits; 0: never wait);
+        ``per_team=True`` commits each team of a batch apart (one team per transaction).
         """
         self.disable_group_commit()
-        self.group_commit = GroupCommitter(self, max_batch=max_batch, max_wait_ms=max_wait_ms)
+        self.group_commit = GroupCommitter(
+            self, max_batch=max_batch, max_wait_ms=max_wait_ms, per_team=per_team
+        )
         return self.group_commit
 
     def disable_group_commit(self) -> None:
@@ -367,9 +375,8 @@ class Creditbook:
                     on_refused(command.team_id, "charge", outcome.error)
                 results.append(outcome.error)
             else:
-                assert outcome.data is not None
                 succeeded[command.team_id] = None
-                results.append(ChargeReceipt.from_dict(outcome.data))
+                results.append(outcome.value(ChargeReceipt))
         for team in succeeded:
             for after in self.after_commit_hooks:
                 after(team)
@@ -682,22 +689,21 @@ class Creditbook:
                 command = Command(
                     team_id, operation, request, idempotency_key, digest, apply, hold_ids
                 )
-                data = group.submit(command).result()
-            else:
-                data = self.run_transaction(
-                    team_id, operation, idempotency_key, digest, apply, hold_ids=hold_ids
-                )
+                # The committer thread runs the after-commit hooks of its batches.
+                answer: R = group.submit(command).result().value(receipt_type)
+                return answer
+            data = self.run_transaction(
+                team_id, operation, idempotency_key, digest, apply, hold_ids=hold_ids
+            )
         except CreditbookError as exc:
             # After the rollback (the team lock is free again): refusals worth
             # remembering, such as the "depleted" alert, are written here.
             for on_refused in self.refusal_hooks:
                 on_refused(team_id, operation, exc)
             raise
-        if group is None:
-            # Work decided inside the transaction that must run outside it (auto-recharge);
-            # under group commit the committer thread runs it.
-            for after in self.after_commit_hooks:
-                after(team_id)
+        # Work decided inside the transaction that must run outside it (auto-recharge).
+        for after in self.after_commit_hooks:
+            after(team_id)
         return receipt_type.from_dict(data)  # type: ignore[attr-defined,no-any-return]
 
     def run_transaction(

@@ -9,12 +9,25 @@ a batch of commands costs the same number of round trips as one.
 
 from __future__ import annotations
 
+import json
 from collections.abc import Iterable, Sequence
-from datetime import datetime
+from datetime import UTC, datetime
 from types import TracebackType
 from typing import Any
 
-from sqlalchemy import Connection, Engine, and_, bindparam, func, insert, select, update
+from sqlalchemy import (
+    JSON,
+    Connection,
+    Engine,
+    Table,
+    and_,
+    bindparam,
+    func,
+    insert,
+    select,
+    tuple_,
+    update,
+)
 
 from creditbook.adapters.db.tables import (
     grants,
@@ -200,15 +213,18 @@ _UPDATE_HOLD = (
 class SqlUnitOfWork:
     """One database transaction. Use as a context manager; call ``commit()``."""
 
-    def __init__(self, engine: Engine) -> None:
+    def __init__(self, engine: Engine, *, connection: Connection | None = None) -> None:
         self.engine = engine
+        # A connection kept by the caller across transactions (the group committer's):
+        # no pool checkout, so no pre-ping round trip, and it is not closed on exit.
+        self._held = connection
         self._conn: Connection | None = None
         self._committed = False
 
     # ---- transaction -----------------------------------------------------
 
     def __enter__(self) -> SqlUnitOfWork:
-        self._conn = self.engine.connect()
+        self._conn = self._held if self._held is not None else self.engine.connect()
         self._conn.begin()
         self._committed = False
         return self
@@ -227,7 +243,8 @@ class SqlUnitOfWork:
             if not self._committed:
                 conn.rollback()
         finally:
-            conn.close()
+            if self._held is None:
+                conn.close()
 
     @property
     def conn(self) -> Connection:
@@ -389,7 +406,28 @@ class SqlUnitOfWork:
         return min(_as_datetime(d) for d in found)
 
     def save_book(self, book: TeamBook) -> None:
-        new_grants, changed_grants, new_holds, changed_holds, entries = book.pending()
+        self.write_changes(*book.pending())
+        book.clear_pending()
+
+    def write_changes(
+        self,
+        new_grants: Sequence[Grant],
+        changed_grants: Sequence[Grant],
+        new_holds: Sequence[Hold],
+        changed_holds: Sequence[Hold],
+        entries: Sequence[Entry],
+    ) -> None:
+        """One statement per kind of row (executemany / multi-row insert).
+
+        On PostgreSQL every kind of row is ONE statement (``json_to_recordset``),
+        all sent in one pipeline: one round trip, and all postings of an entry
+        always arrive in one INSERT (the balance trigger relies on it).
+        """
+        if self.dialect == "postgresql":
+            self._pg_pipeline(
+                _pg_changes(new_grants, changed_grants, new_holds, changed_holds, entries)
+            )
+            return
         conn = self.conn
         if new_grants:
             conn.execute(insert(grants), [grant_to_row(g) for g in new_grants])
@@ -425,24 +463,211 @@ class SqlUnitOfWork:
             )
         if entries:
             self.insert_entries(entries)
-        book.clear_pending()
 
     def insert_entries(self, entries: Sequence[Entry]) -> None:
+        if self.dialect == "postgresql":
+            self._pg_pipeline(_pg_entries(entries))
+            return
         self.conn.execute(insert(ledger_entries), [entry_to_row(e) for e in entries])
-        postings = [
-            {
-                "team_id": e.team_id,
-                "entry_id": e.id,
-                "seq": seq,
-                "grant_id": p.grant_id,
-                "account": p.account.value,
-                "amount": p.amount,
-            }
-            for e in entries
-            for seq, p in enumerate(e.postings)
-        ]
+        postings = _posting_rows(entries)
         if postings:
             self.conn.execute(insert(ledger_postings), postings)
+
+    # ---- several teams at once (group commit) ------------------------------------
+
+    def lock_teams(self, team_ids: Iterable[str]) -> dict[str, datetime | None]:
+        """Lock every named team in one statement, in id order; ``{team_id: due_at}``.
+
+        Missing teams are absent from the answer. Locking in id order means two
+        processes locking overlapping sets of teams cannot deadlock.
+        """
+        ids = sorted(set(team_ids))
+        if not ids:
+            return {}
+        query = select(teams.c.id, teams.c.due_at).where(teams.c.id.in_(ids)).order_by(teams.c.id)
+        if self.dialect == "postgresql":
+            query = query.with_for_update()
+        return {row.id: row.due_at for row in self.conn.execute(query)}
+
+    def load_grants_of(self, team_ids: Iterable[str]) -> dict[str, list[Grant]]:
+        """The live grants of several teams in one query."""
+        ids = sorted(set(team_ids))
+        found: dict[str, list[Grant]] = {t: [] for t in ids}
+        if not ids:
+            return found
+        query = select(grants).where(grants.c.team_id.in_(ids), grants.c.remaining > 0)
+        for row in self.conn.execute(query):
+            found[row.team_id].append(grant_from_row(row))
+        return found
+
+    def load_holds_of(self, pairs: Iterable[tuple[str, str]]) -> dict[tuple[str, str], Hold]:
+        """Holds named by ``(team_id, hold_id)`` pairs, in one query."""
+        wanted = sorted(set(pairs))
+        if not wanted:
+            return {}
+        query = select(holds).where(tuple_(holds.c.team_id, holds.c.id).in_(wanted))
+        return {(r.team_id, r.id): hold_from_row(r) for r in self.conn.execute(query)}
+
+    def get_idempotency_many(
+        self, pairs: Iterable[tuple[str, str]]
+    ) -> dict[tuple[str, str], tuple[str, str, dict[str, Any]]]:
+        """Stored ``(request_hash, operation, response)`` by ``(team_id, key)``, one query."""
+        wanted = sorted(set(pairs))
+        if not wanted:
+            return {}
+        k = idempotency_keys
+        query = select(k.c.team_id, k.c.key, k.c.request_hash, k.c.operation, k.c.response).where(
+            tuple_(k.c.team_id, k.c.key).in_(wanted)
+        )
+        return {
+            (r.team_id, r.key): (r.request_hash, r.operation, dict(r.response))
+            for r in self.conn.execute(query)
+        }
+
+    def put_idempotency_many(self, rows: Sequence[dict[str, Any]]) -> None:
+        """Insert receipts (dicts with team_id, key, request_hash, operation, response,
+        created_at) in one statement."""
+        if rows:
+            self.conn.execute(insert(idempotency_keys), list(rows))
+
+    def set_due_at_many(self, due: dict[str, datetime | None]) -> None:
+        if due:
+            self.conn.execute(
+                update(teams)
+                .where(teams.c.id == bindparam("b_id"))
+                .values(due_at=bindparam("b_due")),
+                [{"b_id": t, "b_due": d} for t, d in sorted(due.items())],
+            )
+
+    def read_batch(
+        self,
+        team_ids: Iterable[str],
+        keys: Iterable[tuple[str, str]],
+        hold_keys: Iterable[tuple[str, str]],
+    ) -> tuple[
+        dict[str, datetime | None],
+        dict[tuple[str, str], tuple[str, str, dict[str, Any]]],
+        dict[str, list[Grant]],
+        dict[tuple[str, str], Hold],
+    ]:
+        """Lock teams, then read their idempotency keys, live grants and named holds.
+
+        One round trip on PostgreSQL (a pipeline: the reads run after the lock
+        is granted, in the same transaction); four queries on SQLite.
+        """
+        ids = sorted(set(team_ids))
+        wanted_keys = sorted(set(keys))
+        wanted_holds = sorted(set(hold_keys))
+        if self.dialect != "postgresql" or not ids:
+            return (
+                self.lock_teams(ids),
+                self.get_idempotency_many(wanted_keys),
+                self.load_grants_of(ids),
+                self.load_holds_of(wanted_holds),
+            )
+        raw: Any = self.conn.connection.driver_connection
+        from psycopg.rows import namedtuple_row
+
+        with raw.pipeline():
+            cursors = [raw.cursor(row_factory=namedtuple_row) for _ in range(4)]
+            cursors[0].execute(
+                "SELECT id, due_at FROM teams WHERE id = ANY(%s) ORDER BY id FOR UPDATE", [ids]
+            )
+            if wanted_keys:
+                cursors[1].execute(
+                    "SELECT k.team_id, k.key, k.request_hash, k.operation, k.response "
+                    "FROM idempotency_keys k JOIN unnest(%s::text[], %s::text[]) AS w(t, k) "
+                    "ON k.team_id = w.t AND k.key = w.k",
+                    [[t for t, _ in wanted_keys], [k for _, k in wanted_keys]],
+                )
+            cursors[2].execute(
+                "SELECT * FROM grants WHERE team_id = ANY(%s) AND remaining > 0", [ids]
+            )
+            if wanted_holds:
+                cursors[3].execute(
+                    "SELECT h.* FROM holds h JOIN unnest(%s::text[], %s::text[]) AS w(t, i) "
+                    "ON h.team_id = w.t AND h.id = w.i",
+                    [[t for t, _ in wanted_holds], [h for _, h in wanted_holds]],
+                )
+        due = {r.id: _utc(r.due_at) for r in cursors[0].fetchall()}
+        stored = (
+            {
+                (r.team_id, r.key): (r.request_hash, r.operation, dict(r.response))
+                for r in cursors[1]
+            }
+            if wanted_keys
+            else {}
+        )
+        found: dict[str, list[Grant]] = {t: [] for t in ids}
+        for row in cursors[2].fetchall():
+            grant = grant_from_row(row)
+            grant.effective_at = _utc(grant.effective_at) or grant.effective_at
+            grant.expires_at = _utc(grant.expires_at)
+            grant.created_at = _utc(grant.created_at) or grant.created_at
+            found[grant.team_id].append(grant)
+        holds_found: dict[tuple[str, str], Hold] = {}
+        if wanted_holds:
+            for row in cursors[3].fetchall():
+                hold = hold_from_row(row)
+                hold.created_at = _utc(hold.created_at) or hold.created_at
+                hold.expires_at = _utc(hold.expires_at) or hold.expires_at
+                hold.resolved_at = _utc(hold.resolved_at)
+                holds_found[(hold.team_id, hold.id)] = hold
+        for cursor in cursors:
+            cursor.close()
+        return due, stored, found, holds_found
+
+    def write_batch_and_commit(
+        self,
+        books: Iterable[TeamBook],
+        receipts: Sequence[dict[str, Any]],
+        due: dict[str, datetime | None],
+    ) -> None:
+        """Write several books, their receipts and new ``due_at``s, and commit.
+
+        On PostgreSQL: one pipeline, so one round trip, COMMIT included.
+        """
+        chosen = list(books)
+        if self.dialect != "postgresql":
+            self.save_books(chosen)
+            self.set_due_at_many(due)
+            self.put_idempotency_many(receipts)
+            self.commit()
+            return
+        parts = _merge_pending(chosen)
+        statements = _pg_changes(*parts)
+        if receipts:
+            statements.append(_pg_insert(idempotency_keys, receipts))
+        if due:
+            statements.append(
+                (
+                    "UPDATE teams AS t SET due_at = v.due_at FROM json_to_recordset(%s::json)"
+                    " AS v(id text, due_at timestamptz) WHERE t.id = v.id",
+                    _json_rows([{"id": t, "due_at": d} for t, d in sorted(due.items())]),
+                )
+            )
+        self._pg_pipeline(statements, commit=True)
+        for book in chosen:
+            book.clear_pending()
+        self.commit()
+
+    def _pg_pipeline(self, statements: Sequence[tuple[str, str]], *, commit: bool = False) -> None:
+        if not statements and not commit:
+            return
+        raw: Any = self.conn.connection.driver_connection
+        with raw.pipeline():
+            with raw.cursor() as cursor:
+                for sql, rows in statements:
+                    cursor.execute(sql, [rows])
+            if commit:
+                raw.commit()
+
+    def save_books(self, books: Iterable[TeamBook]) -> None:
+        """Write what several books changed with one statement per kind of row."""
+        chosen = list(books)
+        self.write_changes(*_merge_pending(chosen))
+        for book in chosen:
+            book.clear_pending()
 
     # ---- idempotency -------------------------------------------------------
 
@@ -529,3 +754,151 @@ def _as_datetime(value: Any) -> datetime:
         value = datetime.fromisoformat(value)
     assert isinstance(value, datetime)
     return value.replace(tzinfo=UTC) if value.tzinfo is None else value
+
+
+def _utc(value: datetime | None) -> datetime | None:
+    if value is None:
+        return None
+    return value.replace(tzinfo=UTC) if value.tzinfo is None else value.astimezone(UTC)
+
+
+def _merge_pending(
+    books: Sequence[TeamBook],
+) -> tuple[list[Grant], list[Grant], list[Hold], list[Hold], list[Entry]]:
+    new_grants: list[Grant] = []
+    changed_grants: list[Grant] = []
+    new_holds: list[Hold] = []
+    changed_holds: list[Hold] = []
+    entries: list[Entry] = []
+    for book in books:
+        a, b, c, d, e = book.pending()
+        new_grants += a
+        changed_grants += b
+        new_holds += c
+        changed_holds += d
+        entries += e
+    return new_grants, changed_grants, new_holds, changed_holds, entries
+
+
+def _posting_rows(entries: Sequence[Entry]) -> list[dict[str, Any]]:
+    return [
+        {
+            "team_id": e.team_id,
+            "entry_id": e.id,
+            "seq": seq,
+            "grant_id": p.grant_id,
+            "account": p.account.value,
+            "amount": p.amount,
+        }
+        for e in entries
+        for seq, p in enumerate(e.postings)
+    ]
+
+
+# ---- PostgreSQL: one statement per kind of row -------------------------------------------
+# Rows travel as ONE json parameter expanded by ``json_to_recordset``: a fixed SQL text
+# whatever the number of rows (prepared once), cheap to encode, and every posting of an
+# entry inside one INSERT, which the statement-level balance trigger (0007) relies on.
+
+_PG_TYPES = {"BigInteger": "bigint", "Integer": "int", "Boolean": "boolean"}
+
+
+def _pg_type(table: Table, name: str) -> str:
+    kind = table.c[name].type
+    if isinstance(kind, JSON):
+        return "json"
+    if type(kind).__name__ == "UTCDateTime":
+        return "timestamptz"
+    return _PG_TYPES.get(type(kind).__name__, "text")
+
+
+def _json_default(value: Any) -> Any:
+    if isinstance(value, datetime):
+        if value.tzinfo is None:
+            raise ValueError(f"naive datetime {value!r} refused: creditbook stores UTC instants")
+        return value.isoformat()
+    raise TypeError(f"cannot write {type(value).__name__} in a bulk statement")
+
+
+def _json_rows(rows: Sequence[dict[str, Any]]) -> str:
+    return json.dumps(rows, default=_json_default, separators=(",", ":"))
+
+
+def _pg_insert(table: Table, rows: Sequence[dict[str, Any]]) -> tuple[str, str]:
+    names = list(rows[0])
+    columns = ", ".join(f'"{n}"' for n in names)
+    record = ", ".join(f'"{n}" {_pg_type(table, n)}' for n in names)
+    sql = (
+        f'INSERT INTO "{table.name}" ({columns}) SELECT {columns} '
+        f"FROM json_to_recordset(%s::json) AS v({record})"
+    )
+    return sql, _json_rows(rows)
+
+
+def _pg_update(table: Table, rows: Sequence[dict[str, Any]]) -> tuple[str, str]:
+    names = list(rows[0])
+    record = ", ".join(f'"{n}" {_pg_type(table, n)}' for n in names)
+    values = ", ".join(f'"{n}" = v."{n}"' for n in names if n not in ("team_id", "id"))
+    sql = (
+        f'UPDATE "{table.name}" AS t SET {values} FROM json_to_recordset(%s::json) AS v({record}) '
+        "WHERE t.team_id = v.team_id AND t.id = v.id"
+    )
+    return sql, _json_rows(rows)
+
+
+def _pg_entries(entries: Sequence[Entry]) -> list[tuple[str, str]]:
+    if not entries:
+        return []
+    statements = [_pg_insert(ledger_entries, [entry_to_row(e) for e in entries])]
+    postings = _posting_rows(entries)
+    if postings:
+        statements.append(_pg_insert(ledger_postings, postings))
+    return statements
+
+
+def _pg_changes(
+    new_grants: Sequence[Grant],
+    changed_grants: Sequence[Grant],
+    new_holds: Sequence[Hold],
+    changed_holds: Sequence[Hold],
+    entries: Sequence[Entry],
+) -> list[tuple[str, str]]:
+    statements: list[tuple[str, str]] = []
+    if new_grants:
+        statements.append(_pg_insert(grants, [grant_to_row(g) for g in new_grants]))
+    if changed_grants:
+        statements.append(
+            _pg_update(
+                grants,
+                [
+                    {
+                        "team_id": g.team_id,
+                        "id": g.id,
+                        "remaining": g.remaining,
+                        "reserved": g.reserved,
+                        "closed": g.closed,
+                    }
+                    for g in changed_grants
+                ],
+            )
+        )
+    if new_holds:
+        statements.append(_pg_insert(holds, [hold_to_row(h) for h in new_holds]))
+    if changed_holds:
+        statements.append(
+            _pg_update(
+                holds,
+                [
+                    {
+                        "team_id": h.team_id,
+                        "id": h.id,
+                        "status": h.status.value,
+                        "captured": h.captured,
+                        "resolved_at": h.resolved_at,
+                    }
+                    for h in changed_holds
+                ],
+            )
+        )
+    statements += _pg_entries(entries)
+    return statements
