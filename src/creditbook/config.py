@@ -26,6 +26,9 @@ class Settings(BaseSettings):
     stripe_api_base: str | None = None
     stripe_webhook_secret: str | None = None
     secret_key: str | None = None
+    # Coalesce concurrent charges, holds, captures and releases into one
+    # transaction per batch in `creditbook serve` (docs/decisions/0008).
+    group_commit: bool = True
     rate_limit_requests: int = 20
     rate_limit_window_seconds: int = 2
     # Comma-separated API key ids (``key_...``) exempt from the rate limit (service keys).

@@ -591,10 +591,18 @@ class Creditbook:
         return LedgerPage(tuple(page), page[-1].id if more and page else None)
 
     def audit(self, team_id: str | None = None) -> AuditReport:
-        """Recompute every balance from the ledger; ``report.clean`` when all agree."""
+        """Recompute every balance from the ledger; ``report.clean`` when all agree.
+
+        On PostgreSQL the audit reads one REPEATABLE READ snapshot, so charges
+        committing while it runs cannot make grants and postings look apart.
+        (SQLite's transaction already holds the database lock.)
+        """
+        if self.engine is not None and self.engine.dialect.name == "postgresql":
+            with self.engine.connect() as conn:
+                conn.execution_options(isolation_level="REPEATABLE READ")
+                with conn.begin():
+                    return run_audit(conn, team_id)
         with self.uow() as uow:
-            if team_id is not None and uow.get_team(team_id) is None:
-                raise TeamNotFound(team_id)
             return run_audit(uow.conn, team_id)
 
     # ---- area services -----------------------------------------------------------

@@ -15,6 +15,7 @@ from typing import Any
 from sqlalchemy import ColumnElement, Connection, Select, Table, case, func, select
 
 from creditbook.adapters.db.tables import grants, holds, ledger_entries, ledger_postings, teams
+from creditbook.domain.errors import TeamNotFound
 
 
 @dataclass
@@ -30,7 +31,12 @@ class AuditReport:
 
 
 def audit(conn: Connection, team_id: str | None = None) -> AuditReport:
+    """Audit one team, or all; ``TeamNotFound`` for an unknown team."""
     report = AuditReport()
+    if team_id is not None and (
+        conn.execute(select(teams.c.id).where(teams.c.id == team_id)).first() is None
+    ):
+        raise TeamNotFound(team_id)
     p, g, e, h = ledger_postings, grants, ledger_entries, holds
 
     def scoped(query: Select[Any], table: Table) -> Select[Any]:

@@ -40,6 +40,8 @@ def serve(
     settings = Settings()
     url = database_url or State.database_url or settings.database_url
     engine_book = open_book(url, catalog=State.catalog or settings.catalog)
+    if settings.group_commit and engine_book.group_commit is None:
+        engine_book.enable_group_commit()
     application = create_app(engine_book, settings)
     uvicorn.run(
         application,
