@@ -24,11 +24,15 @@ from creditbook.domain.ledger import Actor, Entry
 from creditbook.domain.pricing import Call
 from creditbook.service.credits import Creditbook
 
-# Off a terminal (pipes, logs, tests) lines are not wrapped and tables get room
-# for ids, so output can be read by programs and grepped.
-_WIDTH = None if sys.stdout.isatty() else int(os.environ.get("COLUMNS", "200"))
-console = Console(soft_wrap=True, width=_WIDTH)
-err_console = Console(stderr=True, soft_wrap=True, width=_WIDTH)
+console = Console(soft_wrap=True)
+err_console = Console(stderr=True, soft_wrap=True)
+
+
+def _fit_output() -> None:
+    """Off a terminal (pipes, logs, tests) give tables room for ids, for grep and programs."""
+    if not sys.stdout.isatty():
+        width = os.environ.get("COLUMNS", "")
+        console.width = err_console.width = int(width) if width.isdigit() else 200
 
 app = typer.Typer(
     name="creditbook",
@@ -357,6 +361,7 @@ def main(argv: list[str] | None = None) -> int:
     Usage errors are Click's (exit 2, with help); ``SystemExit`` passes through.
     """
     register()
+    _fit_output()
     try:
         app(args=argv, prog_name="creditbook")
     except CreditbookError as exc:
