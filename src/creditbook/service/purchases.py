@@ -582,6 +582,7 @@ class PurchaseService:
         }
         if row.kind == "auto_recharge":
             # Not retried in a loop: off until an admin turns it back on.
+            uow.forget_settings(row.team_id)
             ensure_settings_row(uow, row.team_id, now)
             update_settings_row(
                 uow,
@@ -940,6 +941,7 @@ class PurchaseService:
                 changes["recharge_armed"] = True
         with self.book.uow() as uow:
             uow.lock_team(team_id)
+            uow.forget_settings(team_id)
             now = self.book.clock.now()
             row = ensure_settings_row(uow, team_id, now)
             if changes.get("webhook_url") and not (
@@ -965,7 +967,13 @@ class PurchaseService:
     # ---- alerts and auto-recharge inside the spending transaction ----------------------
 
     def _guard(self, uow: SqlUnitOfWork, book: TeamBook) -> None:
-        row = settings_row(uow, book.team_id)
+        # A group-commit batch read every team's row with the lock (no round trip);
+        # a single transaction reads it here.
+        prefetched = uow.prefetched_settings
+        if book.team_id in prefetched:
+            row = prefetched[book.team_id]
+        else:
+            row = settings_row(uow, book.team_id)
         if row is None:
             return
         available = book.balance().available
@@ -1009,6 +1017,7 @@ class PurchaseService:
                 changes["last_recharge_at"] = now
                 self._queue().append((book.team_id, purchase_id))
         if changes:
+            uow.forget_settings(book.team_id)
             update_settings_row(uow, book.team_id, now, **changes)
 
     def _queue(self) -> builtins.list[tuple[str, str]]:
@@ -1055,6 +1064,7 @@ class PurchaseService:
         try:
             with self.book.uow() as uow:
                 uow.lock_team(team_id)
+                uow.forget_settings(team_id)
                 now = self.book.clock.now()
                 row = ensure_settings_row(uow, team_id, now)
                 if row.depleted:

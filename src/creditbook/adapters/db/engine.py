@@ -14,7 +14,7 @@ from typing import Any
 import platformdirs
 from sqlalchemy import Engine, create_engine, event
 from sqlalchemy.engine import make_url
-from sqlalchemy.pool import NullPool, StaticPool
+from sqlalchemy.pool import QueuePool, StaticPool
 
 
 def default_database_url() -> str:
@@ -36,7 +36,7 @@ def make_engine(url: str | None = None, *, pool_size: int = 10, echo: bool = Fal
     url = normalize_url(url or default_database_url())
     parsed = make_url(url)
     if parsed.get_backend_name() == "sqlite":
-        return _sqlite_engine(url, echo=echo)
+        return _sqlite_engine(url, echo=echo, pool_size=pool_size)
     return create_engine(
         url,
         echo=echo,
@@ -47,18 +47,36 @@ def make_engine(url: str | None = None, *, pool_size: int = 10, echo: bool = Fal
     )
 
 
-def _sqlite_engine(url: str, *, echo: bool) -> Engine:
+def _sqlite_engine(url: str, *, echo: bool, pool_size: int = 10) -> Engine:
     parsed = make_url(url)
     memory = parsed.database in (None, "", ":memory:")
     if not memory and parsed.database:
         Path(parsed.database).parent.mkdir(parents=True, exist_ok=True)
-    engine = create_engine(
-        url,
-        echo=echo,
-        connect_args={"timeout": 30, "isolation_level": None, "check_same_thread": False},
+    connect_args = {"timeout": 30, "isolation_level": None, "check_same_thread": False}
+    if memory:
         # A memory database lives in its one connection: share it across threads.
-        poolclass=StaticPool if memory else NullPool,
+        return _sqlite_events(
+            create_engine(url, echo=echo, connect_args=connect_args, poolclass=StaticPool),
+            memory=True,
+        )
+    # A file database keeps its connections: opening one and running the PRAGMAs
+    # cost more than a whole small transaction. No overflow limit, so a burst of
+    # threads never waits on the pool (as with one connection per transaction);
+    # SQLite's own lock, taken by BEGIN IMMEDIATE, still serializes the writers.
+    return _sqlite_events(
+        create_engine(
+            url,
+            echo=echo,
+            connect_args=connect_args,
+            poolclass=QueuePool,
+            pool_size=pool_size,
+            max_overflow=-1,
+        ),
+        memory=False,
     )
+
+
+def _sqlite_events(engine: Engine, *, memory: bool) -> Engine:
 
     @event.listens_for(engine, "connect")
     def _on_connect(dbapi_conn: sqlite3.Connection, _record: Any) -> None:

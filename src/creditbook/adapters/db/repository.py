@@ -38,6 +38,7 @@ from creditbook.adapters.db.tables import (
     members,
     teams,
 )
+from creditbook.adapters.db.tables_purchases import billing_settings
 from creditbook.domain.book import TeamBook
 from creditbook.domain.errors import TeamNotFound
 from creditbook.domain.grants import Category, Grant, Source
@@ -220,6 +221,15 @@ class SqlUnitOfWork:
         self._held = connection
         self._conn: Connection | None = None
         self._committed = False
+        # ``billing_settings`` rows (None: no row) of the teams ``read_batch`` locked,
+        # read in the same round trip so the purchases spend guard needs none per team.
+        # Whoever writes a team's settings row in this transaction calls
+        # ``forget_settings`` first, so a cached row is never stale.
+        self.prefetched_settings: dict[str, Any] = {}
+
+    def forget_settings(self, team_id: str) -> None:
+        """Drop the prefetched settings row of ``team_id`` (it is about to change)."""
+        self.prefetched_settings.pop(team_id, None)
 
     # ---- transaction -----------------------------------------------------
 
@@ -227,6 +237,7 @@ class SqlUnitOfWork:
         self._conn = self._held if self._held is not None else self.engine.connect()
         self._conn.begin()
         self._committed = False
+        self.prefetched_settings = {}
         return self
 
     def __exit__(
@@ -552,24 +563,32 @@ class SqlUnitOfWork:
     ]:
         """Lock teams, then read their idempotency keys, live grants and named holds.
 
-        One round trip on PostgreSQL (a pipeline: the reads run after the lock
-        is granted, in the same transaction); four queries on SQLite.
+        Their billing settings rows land in ``prefetched_settings``. One round trip
+        on PostgreSQL (a pipeline: the reads run after the lock is granted, in the
+        same transaction); five queries on SQLite.
         """
         ids = sorted(set(team_ids))
         wanted_keys = sorted(set(keys))
         wanted_holds = sorted(set(hold_keys))
         if self.dialect != "postgresql" or not ids:
-            return (
+            answer = (
                 self.lock_teams(ids),
                 self.get_idempotency_many(wanted_keys),
                 self.load_grants_of(ids),
                 self.load_holds_of(wanted_holds),
             )
+            if ids:
+                settings: dict[str, Any] = dict.fromkeys(ids)
+                query = select(billing_settings).where(billing_settings.c.team_id.in_(ids))
+                for row in self.conn.execute(query):
+                    settings[row.team_id] = row
+                self.prefetched_settings = settings
+            return answer
         raw: Any = self.conn.connection.driver_connection
         from psycopg.rows import namedtuple_row
 
         with raw.pipeline():
-            cursors = [raw.cursor(row_factory=namedtuple_row) for _ in range(4)]
+            cursors = [raw.cursor(row_factory=namedtuple_row) for _ in range(5)]
             cursors[0].execute(
                 "SELECT id, due_at FROM teams WHERE id = ANY(%s) ORDER BY id FOR UPDATE", [ids]
             )
@@ -589,7 +608,14 @@ class SqlUnitOfWork:
                     "ON h.team_id = w.t AND h.id = w.i",
                     [[t for t, _ in wanted_holds], [h for _, h in wanted_holds]],
                 )
+            cursors[4].execute("SELECT * FROM billing_settings WHERE team_id = ANY(%s)", [ids])
         due = {r.id: _utc(r.due_at) for r in cursors[0].fetchall()}
+        prefetched: dict[str, Any] = dict.fromkeys(ids)
+        for r in cursors[4].fetchall():
+            prefetched[r.team_id] = r._replace(
+                last_recharge_at=_utc(r.last_recharge_at), updated_at=_utc(r.updated_at)
+            )
+        self.prefetched_settings = prefetched
         stored = (
             {
                 (r.team_id, r.key): (r.request_hash, r.operation, dict(r.response))

@@ -34,6 +34,7 @@ def _fit_output() -> None:
         width = os.environ.get("COLUMNS", "")
         console.width = err_console.width = int(width) if width.isdigit() else 200
 
+
 app = typer.Typer(
     name="creditbook",
     help="creditbook: a credits engine. Teams, grants, charges, holds and an audited ledger.",
