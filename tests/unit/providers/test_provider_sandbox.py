@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import asyncio
-import time
 from collections import Counter
 
 import phonenumbers
@@ -63,14 +61,6 @@ async def test_linkedin_and_ai_answers_look_real() -> None:
     ai = await SandboxProvider("ai_variable").lookup(lead, prompt="opener")
     assert ai.outcome == "succeeded"
     assert ai.value is not None and "Ada" in ai.value
-
-
-async def test_the_sandbox_answers_many_thousands_of_lookups_per_second() -> None:
-    sandbox = SandboxProvider("email_finder")
-    started = time.perf_counter()
-    await asyncio.gather(*(sandbox.lookup(lead) for lead in LEADS))
-    elapsed = time.perf_counter() - started
-    assert len(LEADS) / elapsed > 20_000  # the target is ~100k/s; 2 slow cores leave margin
 
 
 def test_rates_must_name_real_outcomes_and_sum_to_at_most_one() -> None:
