@@ -651,14 +651,38 @@ class Creditbook:
             uow.commit()
         return written
 
-    def tick(self, *, on_team: Callable[[str], None] | None = None, batch_size: int = 500) -> int:
+    def tick(
+        self,
+        *,
+        on_team: Callable[[str], None] | None = None,
+        batch_size: int = 500,
+        processes: int = 1,
+    ) -> int:
         """Bring every team whose ``due_at`` has passed up to date; returns how many.
 
         Teams are swept in batches (see ``creditbook.service.sweep``).
+        ``processes > 1`` runs that many sweeping processes at once on
+        PostgreSQL; SQLite has one writer at a time, so there it is clamped to 1
+        (with a warning logged).
         """
-        from creditbook.service.sweep import sweep
+        import logging
 
-        return sweep(self, batch_size=batch_size, on_team=on_team)
+        from creditbook.service.sweep import sweep_parallel
+
+        if processes < 1:
+            raise InvalidInput("processes must be at least 1", field="processes")
+        if processes > 1 and not self.parallel_tick_supported():
+            logging.getLogger(__name__).warning(
+                "tick: %d processes asked, running 1: SQLite allows one writer at a time "
+                "(parallel sweeping needs PostgreSQL)",
+                processes,
+            )
+            processes = 1
+        return sweep_parallel(self, processes=processes, batch_size=batch_size, on_team=on_team)
+
+    def parallel_tick_supported(self) -> bool:
+        """Whether ``tick(processes=N)`` can run N sweepers (PostgreSQL only)."""
+        return self.engine is not None and self.engine.dialect.name == "postgresql"
 
     # ---- the transaction ------------------------------------------------------------
 

@@ -31,11 +31,20 @@ and the two batches never share a team (the next one starts after the last
 id of this one). At most one batch is being written at a time, and a failed
 write stops the sweep with its error (the batch in hand is rolled back).
 SQLite serializes writers, so there it stays one batch after the other.
+
+``sweep_parallel`` (``tick(processes=N)``) runs N such sweepers in spawned
+processes, each with its own engine; ``SKIP LOCKED`` gives them disjoint
+teams, the calling process counts their batches and catches up the teams
+left behind once all have finished. One process is capped by its own Python
+and by the time it waits for the server; several keep both the server and
+the cores busy (see ``benchmarks/README.md``).
 """
 
 from __future__ import annotations
 
 import json
+import multiprocessing
+import queue
 from collections import defaultdict
 from collections.abc import Callable, Sequence
 from concurrent.futures import Future, ThreadPoolExecutor
@@ -43,7 +52,20 @@ from contextlib import ExitStack
 from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any, Protocol, cast, runtime_checkable
 
-from sqlalchemy import JSON, Table, and_, bindparam, func, insert, select, text, update
+from sqlalchemy import (
+    JSON,
+    String,
+    Table,
+    and_,
+    any_,
+    bindparam,
+    func,
+    insert,
+    select,
+    text,
+    update,
+)
+from sqlalchemy.dialects.postgresql import ARRAY
 
 from creditbook.adapters.db.repository import (
     SqlUnitOfWork,
@@ -54,6 +76,9 @@ from creditbook.adapters.db.repository import (
 )
 from creditbook.adapters.db.tables import grants, holds, ledger_entries, ledger_postings, teams
 from creditbook.domain.book import TeamBook
+from creditbook.domain.catalog import Catalog
+from creditbook.domain.clock import FrozenClock
+from creditbook.domain.errors import CreditbookError
 from creditbook.domain.holds import Hold, HoldStatus
 from creditbook.domain.ledger import Entry
 
@@ -64,10 +89,14 @@ __all__ = [
     "DEFAULT_BATCH",
     "BatchCatchUp",
     "BatchDue",
+    "SweepFailed",
     "bulk_insert",
     "bulk_update",
     "count_due",
     "sweep",
+    "sweep_batches",
+    "sweep_left",
+    "sweep_parallel",
 ]
 
 DEFAULT_BATCH = 500
@@ -122,6 +151,17 @@ def sweep(
             for team_id in team_ids:
                 on_team(team_id)
 
+    sweep_batches(book, now, batch_size, finished)
+    return done + sweep_left(book, now, on_team)
+
+
+def sweep_batches(
+    book: Creditbook, now: datetime, batch_size: int, finished: Callable[[list[str]], None]
+) -> None:
+    """Steps 1 to 4 over every due team this sweeper can lock; ``finished`` gets each batch.
+
+    Teams locked by another transaction are skipped, not waited for: see ``sweep_left``.
+    """
     after = ""
     with ThreadPoolExecutor(max_workers=1, thread_name_prefix="creditbook-sweep") as writer:
         pending: Future[list[str]] | None = None
@@ -146,16 +186,136 @@ def sweep(
             pending = writer.submit(_write_and_close, book, handoff, uow, team_ids, books, now)
         if pending is not None:
             finished(pending.result())
+
+
+def sweep_left(
+    book: Creditbook, now: datetime, on_team: Callable[[str], None] | None = None
+) -> int:
+    """Catch up, one by one, the teams still due once every sweeper has finished."""
     # Teams another transaction held while we passed them; waiting on their
     # lock one by one is correct and they are few.
     with book.uow() as uow:
         left = uow.list_team_ids(due_before=now)
     for team_id in left:
         book.catch_up(team_id)
-        done += 1
         if on_team is not None:
             on_team(team_id)
-    return done
+    return len(left)
+
+
+class SweepFailed(CreditbookError):
+    """A sweeping process stopped with an error (or died); its batch in hand was rolled back."""
+
+    code = "sweep_failed"
+    status = 500
+    title = "Sweep failed"
+
+
+def sweep_parallel(
+    book: Creditbook,
+    *,
+    processes: int,
+    batch_size: int = DEFAULT_BATCH,
+    on_team: Callable[[str], None] | None = None,
+) -> int:
+    """``sweep`` with ``processes`` sweeping processes at once (PostgreSQL only).
+
+    Each process (``spawn``) opens its own engine on the book's database with
+    ``creditbook.open(url, upgrade=False)`` and the book's catalog and instant,
+    and sweeps batches; ``SKIP LOCKED`` makes them take disjoint teams. This
+    process counts what they report and calls ``on_team``; once all are done it
+    catches up, one by one, the teams a request held while they passed. The
+    workers run ``creditbook.open``'s wiring: catch-up steps added to ``book``
+    by hand are not in them.
+    """
+    if batch_size < 1:
+        raise ValueError("batch_size must be at least 1")
+    if processes < 1:
+        raise ValueError("processes must be at least 1")
+    if processes == 1 or book.engine is None or book.engine.dialect.name != "postgresql":
+        return sweep(book, batch_size=batch_size, on_team=on_team)
+    now = book.clock.now()
+    url = book.engine.url.render_as_string(hide_password=False)
+    context = multiprocessing.get_context("spawn")
+    reports: Any = context.Queue()
+    workers = [
+        context.Process(
+            target=_sweep_worker,
+            args=(index, url, book.catalog, now, batch_size, on_team is not None, reports),
+            name=f"creditbook-sweep-{index}",
+            daemon=True,
+        )
+        for index in range(processes)
+    ]
+    done = 0
+    running = set(range(processes))
+    failures: list[str] = []
+    try:
+        for worker in workers:
+            worker.start()
+        while running:
+            try:
+                kind, index, count, team_ids = reports.get(timeout=0.5)
+            except queue.Empty:
+                for index in list(running):
+                    code = workers[index].exitcode
+                    if code is not None and code != 0:
+                        running.discard(index)
+                        failures.append(f"process {index} exited with code {code}")
+                continue
+            if kind == "batch":
+                done += count
+                if on_team is not None:
+                    for team_id in team_ids:
+                        on_team(team_id)
+            else:
+                running.discard(index)
+                if kind == "error":
+                    failures.append(f"process {index}: {team_ids[0]}")
+    finally:
+        for worker in workers:
+            worker.join(timeout=30)
+            if worker.is_alive():  # pragma: no cover - only after an error in this process
+                worker.terminate()
+                worker.join()
+        reports.close()
+    if failures:
+        raise SweepFailed(
+            f"{len(failures)} of {processes} sweeping processes failed ({'; '.join(failures)}); "
+            f"{done} team(s) were brought up to date, the rest are still due: run tick again",
+            done=done,
+        )
+    return done + sweep_left(book, now, on_team)
+
+
+def _sweep_worker(
+    index: int,
+    url: str,
+    catalog: Catalog,
+    now: datetime,
+    batch_size: int,
+    send_ids: bool,
+    reports: Any,
+) -> None:
+    """One sweeping process of ``sweep_parallel``: reports each batch, then ``done``."""
+    import creditbook  # a spawned process imports the package afresh
+
+    try:
+        book = creditbook.open(url, catalog=catalog, clock=FrozenClock(now), upgrade=False)
+        try:
+            sweep_batches(
+                book,
+                now,
+                batch_size,
+                lambda ids: reports.put(("batch", index, len(ids), ids if send_ids else [])),
+            )
+        finally:
+            if book.engine is not None:
+                book.engine.dispose()
+    except BaseException as exc:
+        reports.put(("error", index, 0, [f"{type(exc).__name__}: {exc}"]))
+        return
+    reports.put(("done", index, 0, []))
 
 
 def _lock_due(uow: SqlUnitOfWork, now: datetime, after: str, limit: int) -> list[str]:
@@ -168,6 +328,17 @@ def _lock_due(uow: SqlUnitOfWork, now: datetime, after: str, limit: int) -> list
     if uow.dialect == "postgresql":
         query = query.with_for_update(skip_locked=True)
     return [r.id for r in uow.conn.execute(query)]
+
+
+def _among(uow: SqlUnitOfWork, column: Any, team_ids: Sequence[str]) -> Any:
+    """``column IN team_ids``; on PostgreSQL ``= ANY(array)``, one parameter.
+
+    With 500 ids an expanded ``IN`` is a new statement text every batch, which
+    psycopg parses again each time; the array keeps the text the same.
+    """
+    if uow.dialect == "postgresql":
+        return column == any_(bindparam("team_ids", list(team_ids), type_=ARRAY(String)))
+    return column.in_(team_ids)
 
 
 def _write_and_close(
@@ -192,13 +363,13 @@ def _compute_batch(
     conn = uow.conn
     live: dict[str, list[Any]] = defaultdict(list)
     for row in conn.execute(
-        select(grants).where(grants.c.team_id.in_(team_ids), grants.c.remaining > 0)
+        select(grants).where(_among(uow, grants.c.team_id, team_ids), grants.c.remaining > 0)
     ):
         live[row.team_id].append(grant_from_row(row))
     due_holds: dict[str, list[Hold]] = defaultdict(list)
     for row in conn.execute(
         select(holds).where(
-            holds.c.team_id.in_(team_ids),
+            _among(uow, holds.c.team_id, team_ids),
             holds.c.status == HoldStatus.ACTIVE.value,
             holds.c.expires_at <= now,
         )
@@ -303,13 +474,13 @@ def _set_due(book: Creditbook, uow: SqlUnitOfWork, team_ids: list[str], now: dat
     due: dict[str, datetime | None] = dict.fromkeys(team_ids)
     hold_due = conn.execute(
         select(holds.c.team_id, func.min(holds.c.expires_at))
-        .where(holds.c.team_id.in_(team_ids), holds.c.status == HoldStatus.ACTIVE.value)
+        .where(_among(uow, holds.c.team_id, team_ids), holds.c.status == HoldStatus.ACTIVE.value)
         .group_by(holds.c.team_id)
     )
     grant_due = conn.execute(
         select(grants.c.team_id, func.min(grants.c.expires_at))
         .where(
-            grants.c.team_id.in_(team_ids),
+            _among(uow, grants.c.team_id, team_ids),
             grants.c.remaining > 0,
             grants.c.closed.is_(False),
         )

@@ -198,9 +198,19 @@ def gift(
 @app.command("tick")
 def tick(
     batch_size: Annotated[int, typer.Option(help="Teams per transaction.", min=1)] = 500,
+    processes: Annotated[
+        int,
+        typer.Option(help="Sweeping processes running at once (PostgreSQL; SQLite runs 1).", min=1),
+    ] = 1,
 ) -> None:
     """Bring every team with something due (period boundaries, expiries) up to date."""
     engine = book()
+    if processes > 1 and not engine.parallel_tick_supported():
+        console.print(
+            f"[yellow]{processes} processes asked, running 1: SQLite allows one writer at a "
+            "time (parallel sweeping needs PostgreSQL)[/]"
+        )
+        processes = 1
     total = count_due(engine)
     with Progress(
         TextColumn("sweeping due teams"),
@@ -211,5 +221,7 @@ def tick(
         transient=True,
     ) as progress:
         task = progress.add_task("tick", total=total)
-        done = engine.tick(on_team=lambda _t: progress.advance(task), batch_size=batch_size)
+        done = engine.tick(
+            on_team=lambda _t: progress.advance(task), batch_size=batch_size, processes=processes
+        )
     console.print(f"{done:,} team(s) brought up to date")
