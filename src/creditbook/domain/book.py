@@ -380,6 +380,8 @@ class TeamBook:
 
     def expire_holds(self) -> list[Entry]:
         """Release every loaded hold past its time to live."""
+        if not self.holds:  # the usual case in a sweep: no hold loaded
+            return []
         return [
             self.release(h, expired=True, actor=SYSTEM)
             for h in list(self.holds.values())
@@ -392,10 +394,18 @@ class TeamBook:
         Reserved credits stay until their holds resolve; they then go to
         ``expired`` instead of back to the grant.
         """
-        entries = []
-        for grant in sorted(self.grants.values(), key=lambda g: (g.expires_at or self.now, g.id)):
-            if grant.closed or not grant.is_expired(self.now):
-                continue
+        entries: list[Entry] = []
+        now = self.now
+        # A sweep calls this several times per team, mostly with nothing due:
+        # only the grants to close are sorted (same order as sorting them all).
+        due = [
+            g
+            for g in self.grants.values()
+            if not g.closed and g.expires_at is not None and now >= g.expires_at
+        ]
+        if not due:
+            return entries
+        for grant in sorted(due, key=lambda g: (g.expires_at or now, g.id)):
             grant.closed = True
             self._touch(grant)
             credits = grant.available

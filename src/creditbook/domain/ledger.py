@@ -101,7 +101,7 @@ class Entry:
     meta: dict[str, str] = field(default_factory=dict)
 
     def is_balanced(self) -> bool:
-        return sum(p.amount for p in self.postings) == 0
+        return sum([p.amount for p in self.postings]) == 0
 
     def drawn(self) -> dict[str, int]:
         """Credits by grant that this entry took out of ``available``."""

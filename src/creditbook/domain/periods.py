@@ -105,6 +105,22 @@ def require_aware(when: datetime, name: str = "datetime") -> datetime:
 
 def period_start(anchor: datetime, tz: str, index: int) -> datetime:
     """The UTC instant at which period ``index`` starts (period 0: the anchor)."""
+    # A tick asks for the same few boundaries of a team many times (period_at,
+    # period, next boundary); the answer is a pure function of the three values.
+    # Only exact types take the cache, so hashing cannot refuse an argument and
+    # ``True`` (refused as an index) never matches a cached ``1``; a failing
+    # call is never cached, so errors stay the same.
+    if type(anchor) is datetime and type(tz) is str and type(index) is int:
+        return _cached_start(anchor, tz, index)
+    return _period_start(anchor, tz, index)
+
+
+@lru_cache(maxsize=65536)
+def _cached_start(anchor: datetime, tz: str, index: int) -> datetime:
+    return _period_start(anchor, tz, index)
+
+
+def _period_start(anchor: datetime, tz: str, index: int) -> datetime:
     anchor_utc = require_aware(anchor, "anchor")
     zone = time_zone(tz)
     if isinstance(index, bool) or not isinstance(index, int):

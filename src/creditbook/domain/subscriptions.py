@@ -50,8 +50,9 @@ and ``trial``.
 from __future__ import annotations
 
 from dataclasses import dataclass
-from datetime import datetime, timedelta
+from datetime import UTC, datetime, timedelta
 from enum import StrEnum
+from functools import lru_cache
 
 from creditbook.domain.book import TeamBook
 from creditbook.domain.catalog import Allowance, Catalog, Plan
@@ -542,4 +543,14 @@ def _check_now(book: TeamBook, now: datetime) -> datetime:
 
 
 def _stamp(at: datetime) -> str:
+    # Period starts are UTC and each is stamped for every team on it; a
+    # datetime in another zone could equal a cached one yet print differently,
+    # so only UTC ones take the cache.
+    if at.tzinfo is UTC:
+        return _stamp_utc(at)
+    return at.isoformat().replace("+00:00", "Z")
+
+
+@lru_cache(maxsize=4096)
+def _stamp_utc(at: datetime) -> str:
     return at.isoformat().replace("+00:00", "Z")

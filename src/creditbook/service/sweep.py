@@ -50,6 +50,7 @@ from collections.abc import Callable, Sequence
 from concurrent.futures import Future, ThreadPoolExecutor
 from contextlib import ExitStack
 from datetime import UTC, datetime
+from operator import itemgetter
 from typing import TYPE_CHECKING, Any, Protocol, cast, runtime_checkable
 
 from sqlalchemy import (
@@ -327,7 +328,7 @@ def _lock_due(uow: SqlUnitOfWork, now: datetime, after: str, limit: int) -> list
     )
     if uow.dialect == "postgresql":
         query = query.with_for_update(skip_locked=True)
-    return [r.id for r in uow.conn.execute(query)]
+    return list(uow.conn.execute(query).scalars().all())
 
 
 def _among(uow: SqlUnitOfWork, column: Any, team_ids: Sequence[str]) -> Any:
@@ -364,7 +365,7 @@ def _compute_batch(
     live: dict[str, list[Any]] = defaultdict(list)
     for row in conn.execute(
         select(grants).where(_among(uow, grants.c.team_id, team_ids), grants.c.remaining > 0)
-    ):
+    ).all():  # one fetchall, not a fetchone per row
         live[row.team_id].append(grant_from_row(row))
     due_holds: dict[str, list[Hold]] = defaultdict(list)
     for row in conn.execute(
@@ -373,7 +374,7 @@ def _compute_batch(
             holds.c.status == HoldStatus.ACTIVE.value,
             holds.c.expires_at <= now,
         )
-    ):
+    ).all():
         due_holds[row.team_id].append(hold_from_row(row))
     batched = _batched(book)
     for step in batched:
@@ -476,7 +477,7 @@ def _set_due(book: Creditbook, uow: SqlUnitOfWork, team_ids: list[str], now: dat
         select(holds.c.team_id, func.min(holds.c.expires_at))
         .where(_among(uow, holds.c.team_id, team_ids), holds.c.status == HoldStatus.ACTIVE.value)
         .group_by(holds.c.team_id)
-    )
+    ).all()
     grant_due = conn.execute(
         select(grants.c.team_id, func.min(grants.c.expires_at))
         .where(
@@ -485,7 +486,7 @@ def _set_due(book: Creditbook, uow: SqlUnitOfWork, team_ids: list[str], now: dat
             grants.c.closed.is_(False),
         )
         .group_by(grants.c.team_id)
-    )
+    ).all()
     for rows in (hold_due, grant_due):
         for team_id, when in rows:
             due[team_id] = _earliest(due[team_id], _as_datetime(when))
@@ -529,8 +530,15 @@ def bulk_insert(uow: SqlUnitOfWork, table: Table, rows: Sequence[dict[str, Any]]
 
     raw: Any = uow.conn.connection.driver_connection
     with raw.cursor() as cursor, cursor.copy(f'COPY "{table.name}" ({columns}) FROM STDIN') as copy:
+        # itemgetter picks a row's values in C; rows without times or JSON (the postings)
+        # go to COPY as they are.
+        pick = itemgetter(*names)
+        if not times and not json_columns and len(names) > 1:
+            for row in rows:
+                copy.write_row(pick(row))
+            return
         for row in rows:
-            values = [row[n] for n in names]
+            values = list(pick(row)) if len(names) > 1 else [row[names[0]]]
             for i in times:
                 value = values[i]
                 if value is not None and value.tzinfo is None:
