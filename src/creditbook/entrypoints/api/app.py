@@ -3,15 +3,11 @@
 A thin layer over the library: routes parse and check input, call the
 ``Creditbook`` (and ``AccessService``) and render the answer; errors become
 RFC 9457 problem details (``problems.py``). One module per area holds its
-router; adding an area is one line in ``ROUTERS`` below, e.g. for purchases::
-
-    from creditbook.entrypoints.api import routes_purchases
-    ROUTERS = [..., routes_purchases.router]
-
-(an area module exposes ``router = APIRouter(...)`` and uses the
-dependencies of ``deps.py``: ``ServicesDep``, ``MemberDep``, ``AdminDep``,
-``OperatorDep``, ``IdempotencyKey``). A module that may not be present yet
-can be listed in ``OPTIONAL_ROUTERS`` by name instead.
+router; adding an area is one line in ``ROUTERS`` below (an area module
+exposes ``router = APIRouter(...)``, optionally with a lifespan for its
+background worker, and uses the dependencies of ``deps.py``:
+``ServicesDep``, ``MemberDep``, ``AdminDep``, ``OperatorDep``,
+``IdempotencyKey``).
 
 Every request gets a request id (the caller's ``X-Request-ID`` if it is
 sane, else a new one), echoed in ``X-Request-ID`` and present on every log
@@ -20,7 +16,6 @@ line of the request; each request is logged once as JSON.
 
 from __future__ import annotations
 
-import importlib
 import logging
 import re
 import time
@@ -36,9 +31,12 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 from creditbook.config import Settings
 from creditbook.domain.errors import CreditbookError
 from creditbook.entrypoints.api import (
+    routes_batch,
     routes_credits,
+    routes_enrichment,
     routes_history,
     routes_members,
+    routes_purchases,
     routes_system,
     routes_teams,
 )
@@ -62,11 +60,9 @@ ROUTERS: list[APIRouter] = [
     routes_members.router,
     routes_credits.router,
     routes_history.router,
-]
-OPTIONAL_ROUTERS = [
-    "creditbook.entrypoints.api.routes_purchases",
-    "creditbook.entrypoints.api.routes_enrichment",
-    "creditbook.entrypoints.api.routes_batch",
+    routes_purchases.router,
+    routes_enrichment.router,
+    routes_batch.router,
 ]
 _REQUEST_ID = re.compile(r"^[A-Za-z0-9._:-]{1,128}$")
 log = logging.getLogger("creditbook.api")
@@ -147,14 +143,6 @@ def create_app(book: Creditbook, settings: Settings | None = None) -> FastAPI:
     )
     for router in ROUTERS:
         app.include_router(router)
-    for name in OPTIONAL_ROUTERS:
-        try:
-            module = importlib.import_module(name)
-        except ModuleNotFoundError as exc:
-            if exc.name != name:
-                raise
-            continue
-        app.include_router(module.router)
     noop = settings.api_noop if settings.api_noop is not None else settings.env != "production"
     if noop:
         app.include_router(routes_system.noop_router)
