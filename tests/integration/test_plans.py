@@ -218,7 +218,9 @@ def test_a_team_untouched_for_three_months_catches_up_once_per_boundary(
     assert len(periods) == 8  # 4 periods x 2 allowances
     assert set(origins.values()) == {1}
     expiries = book.ledger(team, kind="expire", limit=100).entries
-    assert sorted(e.credits for e in expiries) == [800, 800, 800, 3000, 3000, 3000]
+    # One entry per boundary: both allowances of the ended period.
+    assert [e.credits for e in expiries] == [3800, 3800, 3800]
+    assert all(len(e.postings) == 4 for e in expiries)
     sub = book.plans.subscription(team)
     assert sub is not None and sub.issued_through == 3
     assert_clean(book)
@@ -254,7 +256,9 @@ def test_tick_in_small_batches_issues_the_same_grants(book: Book, clock: FrozenC
     book.tick(batch_size=2, on_team=seen.append)
     assert set(teams) <= set(seen)
     for team in teams:
-        assert len(book.ledger(team, kind="grant").entries) == 6  # 3 periods x 2
+        grants = book.ledger(team, kind="grant").entries
+        assert len(grants) == 3  # 3 periods, both allowances in each entry
+        assert all(len(e.postings) == 4 for e in grants)
     assert book.get_hold(teams[0], book.ledger(teams[0], kind="hold").entries[0].hold_id or "")
     assert_clean(book)
 

@@ -16,7 +16,7 @@ from creditbook.domain.book import TeamBook, check_invariants
 from creditbook.domain.catalog import Catalog
 from creditbook.domain.errors import InvalidInput, UnknownPlan
 from creditbook.domain.grants import Category, Source
-from creditbook.domain.ledger import EntryKind
+from creditbook.domain.ledger import Account, EntryKind
 from creditbook.domain.pricing import Call
 from creditbook.domain.subscriptions import (
     EventKind,
@@ -111,8 +111,14 @@ def test_free_credits_never_roll_over() -> None:
 
     events = catch_up(sub, book, CATALOG, at(book, utc(2026, 5, 1, 9)))
 
-    expired = [e for e in book.entries if e.kind is EntryKind.EXPIRE]
-    assert sorted(e.credits for e in expired) == [400, 1000]
+    # The period's general and calling credits end together: one entry, a posting each.
+    [expired] = [e for e in book.entries if e.kind is EntryKind.EXPIRE]
+    assert expired.credits == 1400
+    assert sorted(p.amount for p in expired.postings if p.account is Account.EXPIRED) == [
+        400,
+        1000,
+    ]
+    assert expired.memo == "subscription and calling credits expired"
     assert buckets(book) == {"subscription": 1500, "calling": 400}
     assert {e.kind for e in events} == {EventKind.GRANT_EXPIRED, EventKind.GRANT_ISSUED}
     assert sub.issued_through == 1
@@ -140,9 +146,11 @@ def test_a_team_untouched_for_three_months_catches_up_once_per_boundary() -> Non
 
     assert sub.issued_through == 3
     issued = [e for e in book.entries if e.kind is EntryKind.GRANT]
-    origins = [book.grants[e.postings[0].grant_id].origin for e in issued]
+    assert len(issued) == 4  # one entry per period, with both allowances
+    granted = [p.grant_id for e in issued for p in e.postings if p.account is Account.ISSUED]
+    origins = [book.grants[g].origin for g in granted]
     assert len(origins) == len(set(origins)) == 8  # 4 periods x 2 allowances, each once
-    starts = sorted({book.grants[e.postings[0].grant_id].effective_at for e in issued})
+    starts = sorted({book.grants[g].effective_at for g in granted})
     assert starts == [
         utc(2026, 1, 31, 9),
         utc(2026, 2, 28, 9),
@@ -150,7 +158,8 @@ def test_a_team_untouched_for_three_months_catches_up_once_per_boundary() -> Non
         utc(2026, 4, 30, 9),
     ]
     expired = [e for e in book.entries if e.kind is EntryKind.EXPIRE]
-    assert len(expired) == 6  # periods 0, 1, 2: each grant written off once
+    assert len(expired) == 3  # periods 0, 1, 2: both grants of each written off once
+    assert sum(len(e.meta["grant_ids"].split(",")) for e in expired) == 6
     assert sum(e.credits for e in expired) == 3 * (3000 + 800)
     assert buckets(book) == {"subscription": 3000, "calling": 800}
     assert [e.period for e in events if e.kind is EventKind.GRANT_ISSUED] == [1, 1, 2, 2, 3, 3]
@@ -333,7 +342,7 @@ def test_cancellation_stops_new_grants_while_purchased_credits_stay() -> None:
 
     catch_up(sub, book, CATALOG, at(book, utc(2026, 8, 1)))
     assert buckets(book) == {"purchased": 1000}
-    assert kinds(book)[EntryKind.GRANT] == 3  # the first period and the purchase only
+    assert kinds(book)[EntryKind.GRANT] == 2  # the first period and the purchase only
     book.charge("phone_finder", outcome="found")
     assert buckets(book) == {"purchased": 980}
 
@@ -417,7 +426,9 @@ def test_however_often_it_runs_catch_up_issues_and_expires_each_period_exactly_o
     origins = Counter(g.origin for g in book.grants.values())
     assert len(origins) == 2 * (last + 1)
     assert set(origins.values()) == {1}
-    expired = Counter(e.meta["grant_id"] for e in book.entries if e.kind is EntryKind.EXPIRE)
+    expired = Counter(
+        g for e in book.entries if e.kind is EntryKind.EXPIRE for g in e.meta["grant_ids"].split(",")
+    )
     assert set(expired.values()) <= {1}
     assert len(expired) == 2 * last  # every period before the current one, once
     assert buckets(book) == {"subscription": 3000, "calling": 800}

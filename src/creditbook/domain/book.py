@@ -12,7 +12,7 @@ applies its whole effect and appends balanced entries.
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 
@@ -34,6 +34,20 @@ from creditbook.domain.ledger import SYSTEM, Account, Actor, Entry, EntryKind, P
 from creditbook.domain.pricing import Call, Quote, max_quote, quote
 
 BUCKETS = ("trial", "subscription", "calling", "gifted", "purchased")
+
+
+@dataclass(frozen=True, slots=True)
+class NewGrant:
+    """What ``TeamBook.issue_all`` creates: a grant's terms before it has an id."""
+
+    credits: int
+    source: Source
+    category: Category
+    bucket: str
+    scope: frozenset[str] | None = None
+    effective_at: datetime | None = None  # None: the book's now
+    expires_at: datetime | None = None
+    origin: str | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -158,53 +172,85 @@ class TeamBook:
         idempotency_key: str | None = None,
     ) -> Grant:
         """Create a grant of ``credits`` and post its issuance."""
+        spec = NewGrant(credits, source, category, bucket, scope, effective_at, expires_at, origin)
+        return self.issue_all([spec], actor=actor, memo=memo, idempotency_key=idempotency_key)[0]
+
+    def issue_all(
+        self,
+        specs: Sequence[NewGrant],
+        *,
+        actor: Actor = SYSTEM,
+        memo: str | None = None,
+        idempotency_key: str | None = None,
+    ) -> list[Grant]:
+        """Create several grants and post their issuance as one entry.
+
+        A period's allowances (general credits and the calling allowance) are
+        issued together: one ``grant`` entry with two postings per grant.
+        Every spec is checked before anything changes.
+        """
+        if not specs:
+            raise InvalidInput("issue at least one grant")
+        for spec in specs:
+            self._check_new_grant(spec)
+        made: list[Grant] = []
+        postings: list[Posting] = []
+        for spec in specs:
+            grant = Grant(
+                id=new_id("grt"),
+                team_id=self.team_id,
+                source=spec.source,
+                category=spec.category,
+                scope=spec.scope,
+                amount=spec.credits,
+                remaining=spec.credits,
+                reserved=0,
+                effective_at=spec.effective_at or self.now,
+                expires_at=spec.expires_at,
+                created_at=self.now,
+                origin=spec.origin,
+                bucket=spec.bucket,
+            )
+            self.grants[grant.id] = grant
+            self.new_grants.add(grant.id)
+            postings.append(Posting(grant.id, Account.ISSUED, -spec.credits))
+            postings.append(Posting(grant.id, Account.AVAILABLE, spec.credits))
+            made.append(grant)
+        self._post(
+            EntryKind.GRANT,
+            postings,
+            credits=sum(spec.credits for spec in specs),
+            actor=actor,
+            memo=memo,
+            idempotency_key=idempotency_key,
+            meta={
+                "source": _joined(spec.source.value for spec in specs),
+                "category": _joined(spec.category.value for spec in specs),
+            },
+        )
+        return made
+
+    def _check_new_grant(self, spec: NewGrant) -> None:
         limit = self.catalog.limits.max_grant_credits
+        credits = spec.credits
         if isinstance(credits, bool) or not isinstance(credits, int) or not 0 < credits <= limit:
             raise InvalidAmount(
                 f"a grant must be a whole number of credits between 1 and {limit}, got {credits!r}",
                 minimum=1,
                 maximum=limit,
             )
-        if scope is not None:
-            if not scope:
+        if spec.scope is not None:
+            if not spec.scope:
                 raise InvalidInput("a grant's scope lists at least one feature, or is omitted")
-            for feature in scope:
+            for feature in spec.scope:
                 self.catalog.feature(feature)
-        if bucket not in BUCKETS:
-            raise InvalidInput(f"unknown bucket {bucket!r}; valid buckets: {', '.join(BUCKETS)}")
-        start = effective_at or self.now
-        if expires_at is not None and expires_at < start:
+        if spec.bucket not in BUCKETS:
+            raise InvalidInput(
+                f"unknown bucket {spec.bucket!r}; valid buckets: {', '.join(BUCKETS)}"
+            )
+        start = spec.effective_at or self.now
+        if spec.expires_at is not None and spec.expires_at < start:
             raise InvalidInput("a grant cannot expire before it becomes effective")
-        grant = Grant(
-            id=new_id("grt"),
-            team_id=self.team_id,
-            source=source,
-            category=category,
-            scope=scope,
-            amount=credits,
-            remaining=credits,
-            reserved=0,
-            effective_at=start,
-            expires_at=expires_at,
-            created_at=self.now,
-            origin=origin,
-            bucket=bucket,
-        )
-        self.grants[grant.id] = grant
-        self.new_grants.add(grant.id)
-        self._post(
-            EntryKind.GRANT,
-            [
-                Posting(grant.id, Account.ISSUED, -credits),
-                Posting(grant.id, Account.AVAILABLE, credits),
-            ],
-            credits=credits,
-            actor=actor,
-            memo=memo,
-            idempotency_key=idempotency_key,
-            meta={"source": source.value, "category": category.value},
-        )
-        return grant
 
     # ---- spending ------------------------------------------------------
 
@@ -391,39 +437,50 @@ class TeamBook:
     def expire_grants(self) -> list[Entry]:
         """Write off what is unspent and unreserved in every grant past its expiry.
 
-        Reserved credits stay until their holds resolve; they then go to
-        ``expired`` instead of back to the grant.
+        One ``expire`` entry per expiry instant, with the postings of every
+        grant that ended then (a period's general and calling credits end
+        together). Reserved credits stay until their holds resolve; they then
+        go to ``expired`` instead of back to the grant.
         """
-        entries: list[Entry] = []
         now = self.now
         # A sweep calls this several times per team, mostly with nothing due:
-        # only the grants to close are sorted (same order as sorting them all).
+        # only the grants to close are sorted.
         due = [
             g
             for g in self.grants.values()
             if not g.closed and g.expires_at is not None and now >= g.expires_at
         ]
         if not due:
-            return entries
-        for grant in sorted(due, key=lambda g: (g.expires_at or now, g.id)):
-            grant.closed = True
-            self._touch(grant)
-            credits = grant.available
+            return []
+        due.sort(key=lambda g: (g.expires_at or now, g.id))
+        entries: list[Entry] = []
+        start = 0
+        while start < len(due):
+            ended_at = due[start].expires_at
+            stop = start
+            while stop < len(due) and due[stop].expires_at == ended_at:
+                stop += 1
+            group = due[start:stop]
+            start = stop
             postings: list[Posting] = []
-            if credits:
-                grant.remaining -= credits
-                postings = [
-                    Posting(grant.id, Account.AVAILABLE, -credits),
-                    Posting(grant.id, Account.EXPIRED, credits),
-                ]
+            expired = 0
+            for grant in group:
+                grant.closed = True
+                self._touch(grant)
+                credits = grant.available
+                if credits:
+                    grant.remaining -= credits
+                    expired += credits
+                    postings.append(Posting(grant.id, Account.AVAILABLE, -credits))
+                    postings.append(Posting(grant.id, Account.EXPIRED, credits))
             entries.append(
                 self._post(
                     EntryKind.EXPIRE,
                     postings,
-                    credits=credits,
+                    credits=expired,
                     actor=SYSTEM,
-                    memo=f"{grant.bucket} credits expired",
-                    meta={"grant_id": grant.id},
+                    memo=f"{_joined((g.bucket for g in group), ' and ')} credits expired",
+                    meta={"grant_ids": ",".join(g.id for g in group)},
                 )
             )
         return entries
@@ -660,6 +717,11 @@ class TeamBook:
         self.new_holds.clear()
         self.changed_holds.clear()
         self.entries.clear()
+
+
+def _joined(values: Iterable[str], separator: str = ",") -> str:
+    """Distinct ``values`` in first-seen order, joined."""
+    return separator.join(dict.fromkeys(values))
 
 
 def check_invariants(grants: Iterable[Grant], holds: Iterable[Hold] = ()) -> list[str]:

@@ -54,7 +54,7 @@ from datetime import UTC, datetime, timedelta
 from enum import StrEnum
 from functools import lru_cache
 
-from creditbook.domain.book import TeamBook
+from creditbook.domain.book import NewGrant, TeamBook
 from creditbook.domain.catalog import Allowance, Catalog, Plan
 from creditbook.domain.errors import Conflict, InvalidCatalog, InvalidInput
 from creditbook.domain.grants import Category, Source
@@ -204,19 +204,7 @@ def catch_up(sub: Subscription, book: TeamBook, catalog: Catalog, now: datetime)
                 Event(EventKind.PLAN_CHANGED, p.start, index, detail=f"{old} -> {sub.plan}")
             )
         if _is_paid(sub, p):
-            plan = catalog.plan(sub.plan)
-            for i, allowance in enumerate(plan.allowances):
-                credits = sub.seats * allowance.credits_per_seat
-                events += _issue(
-                    book,
-                    allowance,
-                    credits,
-                    p,
-                    effective_at=p.start,
-                    origin=f"period:{_stamp(p.start)}:{i}",
-                    memo=f"{plan.name}, period {index}: {sub.seats} seats x "
-                    f"{allowance.credits_per_seat} {allowance.bucket} credits",
-                )
+            events += _issue_period(sub, book, catalog.plan(sub.plan), p)
         sub.issued_through = index
         events += _expire(book, now)
     return events
@@ -470,6 +458,35 @@ def _issue(
         memo=memo,
     )
     return [Event(EventKind.GRANT_ISSUED, effective_at, p.index, book.entries[-1], memo)]
+
+
+def _issue_period(sub: Subscription, book: TeamBook, plan: Plan, p: Period) -> list[Event]:
+    """A period's allowances, issued together as one ``grant`` entry."""
+    specs: list[NewGrant] = []
+    parts: list[str] = []
+    for i, allowance in enumerate(plan.allowances):
+        credits = sub.seats * allowance.credits_per_seat
+        if credits <= 0:
+            continue
+        specs.append(
+            NewGrant(
+                credits,
+                Source.PLAN if allowance.scope is None else Source.ALLOWANCE,
+                Category.FREE,
+                allowance.bucket,
+                allowance.scope,
+                effective_at=p.start,
+                expires_at=p.end,
+                origin=f"period:{_stamp(p.start)}:{i}",
+            )
+        )
+        parts.append(f"{allowance.credits_per_seat} {allowance.bucket}")
+    if not specs:
+        return []
+    memo = f"{plan.name}, period {p.index}: {sub.seats} seats x {' + '.join(parts)} credits"
+    book.issue_all(specs, memo=memo)
+    entry = book.entries[-1]
+    return [Event(EventKind.GRANT_ISSUED, p.start, p.index, entry, memo) for _ in specs]
 
 
 def _expire(book: TeamBook, now: datetime) -> list[Event]:

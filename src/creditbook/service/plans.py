@@ -40,7 +40,7 @@ from __future__ import annotations
 import dataclasses
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import UTC, datetime
 from typing import Any
 
 from sqlalchemy import bindparam, insert, select, update
@@ -70,7 +70,7 @@ from creditbook.domain.subscriptions import (
 )
 from creditbook.service.credits import Creditbook, actor_dict
 from creditbook.service.receipts import GrantReceipt
-from creditbook.service.sweep import _among, bulk_update
+from creditbook.service.sweep import bulk_update
 
 __all__ = [
     "Plans",
@@ -197,6 +197,35 @@ def _from_row(row: Any) -> Subscription:
         trial_ends_at=row.trial_ends_at,
         pending_plan=row.pending_plan,
         cancel_at=row.cancel_at,
+    )
+
+
+_COLUMNS = (
+    "team_id, plan, seats, status, anchor, time_zone, issued_through, trial_used, "
+    "trial_ends_at, pending_plan, cancel_at"
+)
+_PG_SELECT = f"SELECT {_COLUMNS} FROM subscriptions WHERE team_id = ANY(%s)"
+_STATUSES = {s.value: s for s in SubscriptionStatus}
+
+
+def _utc(value: datetime | None) -> datetime | None:
+    return value.astimezone(UTC) if value is not None else None
+
+
+def _from_tuple(r: tuple[Any, ...]) -> Subscription:
+    """A subscription from a row of ``_PG_SELECT`` (aware datetimes, made UTC)."""
+    return Subscription(
+        r[0],
+        r[1],
+        r[2],
+        _STATUSES[r[3]],
+        r[4].astimezone(UTC),
+        r[5],
+        r[6],
+        r[7],
+        _utc(r[8]),
+        r[9],
+        _utc(r[10]),
     )
 
 
@@ -547,11 +576,17 @@ class Plans:
 
     def prefetch(self, uow: SqlUnitOfWork, team_ids: Sequence[str]) -> None:
         """Load the subscriptions of a batch of teams in one query (``tick``)."""
-        # ``= ANY(array)`` on PostgreSQL: one parameter instead of one per team.
-        rows = uow.conn.execute(
-            select(subscriptions).where(_among(uow, subscriptions.c.team_id, team_ids))
-        ).all()
-        self._batch[uow] = {r.team_id: _from_row(r) for r in rows}
+        if uow.dialect == "postgresql":
+            # A plain cursor and positional rows: a sweep reads thousands at once.
+            raw: Any = uow.conn.connection.driver_connection
+            with raw.cursor() as cursor:
+                cursor.execute(_PG_SELECT, [list(team_ids)])
+                self._batch[uow] = {r[0]: _from_tuple(r) for r in cursor.fetchall()}
+        else:
+            rows = uow.conn.execute(
+                select(subscriptions).where(subscriptions.c.team_id.in_(team_ids))
+            ).all()
+            self._batch[uow] = {r.team_id: _from_row(r) for r in rows}
         self._dirty[uow] = {}
 
     def flush(self, uow: SqlUnitOfWork, now: datetime) -> None:

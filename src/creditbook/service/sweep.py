@@ -24,13 +24,10 @@ one at the end. The trade-off: one transaction spans a batch of teams,
 which on a sharded PostgreSQL (Citus) becomes a multi-shard transaction;
 ``batch_size=1`` restores one team per transaction.
 
-On PostgreSQL the writes and COMMIT of a batch (step 4) run on a writer
-thread while the next batch is locked, read and computed on a second
-connection: about half of a batch's time is spent waiting for the server,
-and the two batches never share a team (the next one starts after the last
-id of this one). At most one batch is being written at a time, and a failed
-write stops the sweep with its error (the batch in hand is rolled back).
-SQLite serializes writers, so there it stays one batch after the other.
+A sweeper works one batch after the other. (An earlier version wrote each
+batch on a second thread while the next one was computed; the two threads
+fought over the GIL and the sweep was a third slower than doing one thing at
+a time: see ``benchmarks/README.md``.)
 
 ``sweep_parallel`` (``tick(processes=N)``) runs N such sweepers in spawned
 processes, each with its own engine; ``SKIP LOCKED`` gives them disjoint
@@ -47,8 +44,6 @@ import multiprocessing
 import queue
 from collections import defaultdict
 from collections.abc import Callable, Sequence
-from concurrent.futures import Future, ThreadPoolExecutor
-from contextlib import ExitStack
 from datetime import UTC, datetime
 from operator import itemgetter
 from typing import TYPE_CHECKING, Any, Protocol, cast, runtime_checkable
@@ -74,12 +69,14 @@ from creditbook.adapters.db.repository import (
     grant_from_row,
     grant_to_row,
     hold_from_row,
+    pg_live_grants,
 )
 from creditbook.adapters.db.tables import grants, holds, ledger_entries, ledger_postings, teams
 from creditbook.domain.book import TeamBook
 from creditbook.domain.catalog import Catalog
 from creditbook.domain.clock import FrozenClock
 from creditbook.domain.errors import CreditbookError
+from creditbook.domain.grants import Grant
 from creditbook.domain.holds import Hold, HoldStatus
 from creditbook.domain.ledger import Entry
 
@@ -164,29 +161,16 @@ def sweep_batches(
     Teams locked by another transaction are skipped, not waited for: see ``sweep_left``.
     """
     after = ""
-    with ThreadPoolExecutor(max_workers=1, thread_name_prefix="creditbook-sweep") as writer:
-        pending: Future[list[str]] | None = None
-        while True:
-            with ExitStack() as stack:
-                uow = stack.enter_context(book.uow())
-                team_ids = _lock_due(uow, now, after, batch_size)
-                if not team_ids:
-                    break
-                books = _compute_batch(book, uow, team_ids, now)
-                handoff = stack.pop_all()  # the uow now belongs to whoever writes it
-            after = team_ids[-1]
-            if uow.dialect != "postgresql":
-                finished(_write_and_close(book, handoff, uow, team_ids, books, now))
-                continue
-            if pending is not None:
-                with handoff:  # rolls the batch in hand back if the previous write failed
-                    previous = pending.result()
-                    pending = None
-                    handoff = handoff.pop_all()
-                finished(previous)
-            pending = writer.submit(_write_and_close, book, handoff, uow, team_ids, books, now)
-        if pending is not None:
-            finished(pending.result())
+    while True:
+        with book.uow() as uow:
+            team_ids = _lock_due(uow, now, after, batch_size)
+            if not team_ids:
+                break
+            books = _compute_batch(book, uow, team_ids, now)
+            _write_batch(book, uow, team_ids, books, now)
+            uow.commit()
+        after = team_ids[-1]
+        finished(team_ids)
 
 
 def sweep_left(
@@ -342,31 +326,20 @@ def _among(uow: SqlUnitOfWork, column: Any, team_ids: Sequence[str]) -> Any:
     return column.in_(team_ids)
 
 
-def _write_and_close(
-    book: Creditbook,
-    stack: ExitStack,
-    uow: SqlUnitOfWork,
-    team_ids: list[str],
-    books: list[TeamBook],
-    now: datetime,
-) -> list[str]:
-    """Write a computed batch and commit; the stack closes (rolls back on error) the uow."""
-    with stack:
-        _write_batch(book, uow, team_ids, books, now)
-        uow.commit()
-    return team_ids
-
-
 def _compute_batch(
     book: Creditbook, uow: SqlUnitOfWork, team_ids: list[str], now: datetime
 ) -> list[TeamBook]:
     """Steps 2 and 3: read the batch and bring every book up to date in memory."""
     conn = uow.conn
-    live: dict[str, list[Any]] = defaultdict(list)
-    for row in conn.execute(
-        select(grants).where(_among(uow, grants.c.team_id, team_ids), grants.c.remaining > 0)
-    ).all():  # one fetchall, not a fetchone per row
-        live[row.team_id].append(grant_from_row(row))
+    live: dict[str, list[Grant]]
+    if uow.dialect == "postgresql":
+        live = pg_live_grants(conn.connection.driver_connection, team_ids)
+    else:
+        live = defaultdict(list)
+        for row in conn.execute(
+            select(grants).where(grants.c.team_id.in_(team_ids), grants.c.remaining > 0)
+        ).all():
+            live[row.team_id].append(grant_from_row(row))
     due_holds: dict[str, list[Hold]] = defaultdict(list)
     for row in conn.execute(
         select(holds).where(
@@ -406,7 +379,7 @@ def _write_batch(
         _save_books(uow, books)
         for step in batched:
             step.flush(uow, now)
-        _set_due(book, uow, team_ids, now)
+        _set_due(book, uow, books, now)
     finally:
         for step in batched:
             step.forget(uow)
@@ -470,26 +443,30 @@ def _save_books(uow: SqlUnitOfWork, books: list[TeamBook]) -> None:
     )
 
 
-def _set_due(book: Creditbook, uow: SqlUnitOfWork, team_ids: list[str], now: datetime) -> None:
-    conn = uow.conn
-    due: dict[str, datetime | None] = dict.fromkeys(team_ids)
-    hold_due = conn.execute(
+def _set_due(book: Creditbook, uow: SqlUnitOfWork, books: list[TeamBook], now: datetime) -> None:
+    """Each team's next ``due_at``: its earliest hold or grant expiry, or a step's date.
+
+    A book holds every grant of its team that still has credits (that is what
+    ``_compute_batch`` loaded, plus what it issued), so grant expiries come
+    from memory; active holds not yet past their time to live were not
+    loaded, so their earliest expiry is one grouped query.
+    """
+    team_ids = [b.team_id for b in books]
+    due: dict[str, datetime | None] = {}
+    for team_book in books:
+        expiries = [
+            g.expires_at
+            for g in team_book.grants.values()
+            if g.expires_at is not None and g.remaining > 0 and not g.closed
+        ]
+        due[team_book.team_id] = min(expiries) if expiries else None
+    hold_due = uow.conn.execute(
         select(holds.c.team_id, func.min(holds.c.expires_at))
         .where(_among(uow, holds.c.team_id, team_ids), holds.c.status == HoldStatus.ACTIVE.value)
         .group_by(holds.c.team_id)
     ).all()
-    grant_due = conn.execute(
-        select(grants.c.team_id, func.min(grants.c.expires_at))
-        .where(
-            _among(uow, grants.c.team_id, team_ids),
-            grants.c.remaining > 0,
-            grants.c.closed.is_(False),
-        )
-        .group_by(grants.c.team_id)
-    ).all()
-    for rows in (hold_due, grant_due):
-        for team_id, when in rows:
-            due[team_id] = _earliest(due[team_id], _as_datetime(when))
+    for team_id, when in hold_due:
+        due[team_id] = _earliest(due[team_id], _as_datetime(when))
     for step in book.due_steps:
         if isinstance(step, BatchDue):
             extra = step.due_batch(uow, team_ids, now)

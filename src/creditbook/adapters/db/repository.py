@@ -85,6 +85,56 @@ def grant_to_row(g: Grant) -> dict[str, Any]:
     }
 
 
+_GRANT_COLUMNS = (
+    "team_id, id, source, category, scope, amount, remaining, reserved, "
+    "effective_at, expires_at, created_at, origin, bucket, closed"
+)
+_SOURCES: dict[str, Source] = {s.value: s for s in Source}
+_CATEGORIES: dict[str, Category] = {c.value: c for c in Category}
+
+
+LIVE_GRANTS_SQL = f"SELECT {_GRANT_COLUMNS} FROM grants WHERE team_id = ANY(%s) AND remaining > 0"
+
+
+def pg_live_grants(raw: Any, team_ids: Sequence[str]) -> dict[str, list[Grant]]:
+    """The live grants (``remaining > 0``) of ``team_ids`` (PostgreSQL; ``raw`` is psycopg's)."""
+    if not team_ids:
+        return {}
+    with raw.cursor() as cursor:
+        cursor.execute(LIVE_GRANTS_SQL, [list(team_ids)])
+        return grants_from_tuples(team_ids, cursor.fetchall())
+
+
+def grants_from_tuples(team_ids: Sequence[str], rows: Sequence[Any]) -> dict[str, list[Grant]]:
+    """Grants from plain tuples of ``LIVE_GRANTS_SQL``'s columns, by team.
+
+    A sweep or a batch of charges reads thousands of grants; skipping
+    SQLAlchemy's row processing and building each ``Grant`` positionally
+    costs a third of the time.
+    """
+    found: dict[str, list[Grant]] = {t: [] for t in team_ids}
+    for r in rows:
+        found[r[0]].append(
+            Grant(
+                r[1],
+                r[0],
+                _SOURCES[r[2]],
+                _CATEGORIES[r[3]],
+                frozenset(r[4]) if r[4] is not None else None,
+                r[5],
+                r[6],
+                r[7],
+                _utc(r[8]) or r[8],
+                _utc(r[9]),
+                _utc(r[10]) or r[10],
+                r[11],
+                r[12],
+                r[13],
+            )
+        )
+    return found
+
+
 def hold_from_row(row: Any) -> Hold:
     return Hold(
         id=row.id,
@@ -599,9 +649,8 @@ class SqlUnitOfWork:
                     "ON k.team_id = w.t AND k.key = w.k",
                     [[t for t, _ in wanted_keys], [k for _, k in wanted_keys]],
                 )
-            cursors[2].execute(
-                "SELECT * FROM grants WHERE team_id = ANY(%s) AND remaining > 0", [ids]
-            )
+            grants_cursor = raw.cursor()  # plain tuples: see grants_from_tuples
+            grants_cursor.execute(LIVE_GRANTS_SQL, [ids])
             if wanted_holds:
                 cursors[3].execute(
                     "SELECT h.* FROM holds h JOIN unnest(%s::text[], %s::text[]) AS w(t, i) "
@@ -624,13 +673,8 @@ class SqlUnitOfWork:
             if wanted_keys
             else {}
         )
-        found: dict[str, list[Grant]] = {t: [] for t in ids}
-        for row in cursors[2].fetchall():
-            grant = grant_from_row(row)
-            grant.effective_at = _utc(grant.effective_at) or grant.effective_at
-            grant.expires_at = _utc(grant.expires_at)
-            grant.created_at = _utc(grant.created_at) or grant.created_at
-            found[grant.team_id].append(grant)
+        found = grants_from_tuples(ids, grants_cursor.fetchall())
+        grants_cursor.close()
         holds_found: dict[tuple[str, str], Hold] = {}
         if wanted_holds:
             for row in cursors[3].fetchall():

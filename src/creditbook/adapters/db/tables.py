@@ -133,7 +133,6 @@ grants = Table(
     ),
     CheckConstraint("expires_at is null or expires_at >= effective_at", name="expiry_after_start"),
 )
-Index("ix_grants_live", grants.c.team_id, grants.c.remaining)
 
 holds = Table(
     "holds",
@@ -210,7 +209,6 @@ ledger_postings = Table(
         "account in ('issued', 'available', 'held', 'used', 'expired', 'revoked')", name="account"
     ),
 )
-Index("ix_ledger_postings_grant", ledger_postings.c.team_id, ledger_postings.c.grant_id)
 
 idempotency_keys = Table(
     "idempotency_keys",

@@ -1,0 +1,43 @@
+"""Leaner writes: drop two indexes no query needs, leave room for HOT updates of grants.
+
+* ``ix_grants_live (team_id, remaining)``: every charge changes ``remaining``,
+  so with it indexed no charge could be a HOT update (each wrote three index
+  entries). Loading a team's live grants reads the primary key's ``team_id``
+  prefix and filters ``remaining > 0`` on the heap; a team keeps a few dozen
+  grants a year.
+* ``ix_ledger_postings_grant (team_id, grant_id)``: no query reads postings by
+  grant; the audit scans them all. One index entry less per posting.
+* PostgreSQL: ``grants`` gets ``fillfactor = 80``, so the new version of an
+  updated grant fits on its page (HOT) and the page's old versions are pruned
+  without VACUUM.
+
+Revision ID: 0008_lean_indexes
+Revises: 0007_group_commit
+"""
+
+from __future__ import annotations
+
+from alembic import op
+
+revision = "0008_lean_indexes"
+down_revision = "0007_group_commit"
+branch_labels = None
+depends_on = None
+
+
+def upgrade() -> None:
+    with op.batch_alter_table("grants") as batch_op:
+        batch_op.drop_index("ix_grants_live")
+    with op.batch_alter_table("ledger_postings") as batch_op:
+        batch_op.drop_index("ix_ledger_postings_grant")
+    if op.get_bind().dialect.name == "postgresql":
+        op.execute("ALTER TABLE grants SET (fillfactor = 80)")
+
+
+def downgrade() -> None:
+    if op.get_bind().dialect.name == "postgresql":
+        op.execute("ALTER TABLE grants RESET (fillfactor)")
+    with op.batch_alter_table("ledger_postings") as batch_op:
+        batch_op.create_index("ix_ledger_postings_grant", ["team_id", "grant_id"], unique=False)
+    with op.batch_alter_table("grants") as batch_op:
+        batch_op.create_index("ix_grants_live", ["team_id", "remaining"], unique=False)
