@@ -206,6 +206,7 @@ _COLUMNS = (
 )
 _PG_SELECT = f"SELECT {_COLUMNS} FROM subscriptions WHERE team_id = ANY(%s)"
 _STATUSES = {s.value: s for s in SubscriptionStatus}
+_FIELDS = tuple(f.name for f in dataclasses.fields(Subscription) if f.name != "team_id")
 
 
 def _utc(value: datetime | None) -> datetime | None:
@@ -267,6 +268,8 @@ class Plans:
         # prefetched subscriptions and the ones changed, written at once.
         self._batch: dict[SqlUnitOfWork, dict[str, Subscription]] = {}
         self._dirty: dict[SqlUnitOfWork, dict[str, Subscription]] = {}
+        # Columns any subscription of the batch changed: the flush writes only those.
+        self._changed: dict[SqlUnitOfWork, set[str]] = {}
         self.catch_up_step = _CatchUpStep(self)
         self.due_step = _DueStep(self)
         book.catch_up_steps.append(self.catch_up_step)
@@ -566,11 +569,22 @@ class Plans:
         ).first()
         return _from_row(row) if row is not None else None
 
-    def _store(self, uow: SqlUnitOfWork, sub: Subscription, now: datetime) -> None:
+    def _store(
+        self,
+        uow: SqlUnitOfWork,
+        sub: Subscription,
+        now: datetime,
+        before: Subscription | None = None,
+    ) -> None:
         batch = self._batch.get(uow)
         if batch is not None:
             batch[sub.team_id] = sub
             self._dirty[uow][sub.team_id] = sub
+            self._changed[uow].update(
+                _FIELDS
+                if before is None
+                else [f for f in _FIELDS if getattr(sub, f) != getattr(before, f)]
+            )
             return
         uow.conn.execute(_UPDATE, [_update_params(sub, now)])
 
@@ -588,17 +602,22 @@ class Plans:
             ).all()
             self._batch[uow] = {r.team_id: _from_row(r) for r in rows}
         self._dirty[uow] = {}
+        self._changed[uow] = set()
 
     def flush(self, uow: SqlUnitOfWork, now: datetime) -> None:
-        """Write the batch's changed subscriptions in one statement."""
+        """Write the batch's changed subscriptions in one statement, changed columns only."""
         dirty = self._dirty.get(uow)
         if dirty:
-            bulk_update(uow, subscriptions, ("team_id",), [_to_row(s, now) for s in dirty.values()])
+            wanted = ["team_id", *sorted(self._changed[uow]), "updated_at"]
+            rows = [_to_row(sub, now) for sub in dirty.values()]
+            bulk_update(uow, subscriptions, ("team_id",), [{k: r[k] for k in wanted} for r in rows])
             dirty.clear()
+            self._changed[uow].clear()
 
     def forget(self, uow: SqlUnitOfWork) -> None:
         self._batch.pop(uow, None)
         self._dirty.pop(uow, None)
+        self._changed.pop(uow, None)
 
     def due_batch(self, uow: SqlUnitOfWork, team_ids: Sequence[str]) -> dict[str, datetime | None]:
         batch = self._batch.get(uow)
@@ -629,7 +648,7 @@ class _CatchUpStep:
         before = dataclasses.replace(sub)
         catch_up(sub, book, plans.book.catalog, now)
         if sub != before:
-            plans._store(uow, sub, now)
+            plans._store(uow, sub, now, before)
 
     def prefetch(self, uow: SqlUnitOfWork, team_ids: Sequence[str]) -> None:
         self.plans.prefetch(uow, team_ids)

@@ -45,7 +45,6 @@ import queue
 from collections import defaultdict
 from collections.abc import Callable, Sequence
 from datetime import UTC, datetime
-from operator import itemgetter
 from typing import TYPE_CHECKING, Any, Protocol, cast, runtime_checkable
 
 from sqlalchemy import (
@@ -65,9 +64,7 @@ from sqlalchemy.dialects.postgresql import ARRAY
 
 from creditbook.adapters.db.repository import (
     SqlUnitOfWork,
-    entry_to_row,
     grant_from_row,
-    grant_to_row,
     hold_from_row,
     pg_live_grants,
 )
@@ -78,7 +75,6 @@ from creditbook.domain.clock import FrozenClock
 from creditbook.domain.errors import CreditbookError
 from creditbook.domain.grants import Grant
 from creditbook.domain.holds import Hold, HoldStatus
-from creditbook.domain.ledger import Entry
 
 if TYPE_CHECKING:
     from creditbook.service.credits import Creditbook
@@ -88,9 +84,9 @@ __all__ = [
     "BatchCatchUp",
     "BatchDue",
     "SweepFailed",
-    "bulk_insert",
     "bulk_update",
     "count_due",
+    "insert_rows",
     "sweep",
     "sweep_batches",
     "sweep_left",
@@ -389,16 +385,44 @@ def _batched(book: Creditbook) -> list[BatchCatchUp]:
     return [cast(BatchCatchUp, s) for s in book.catch_up_steps if isinstance(s, BatchCatchUp)]
 
 
+_GRANT_ROW = (
+    "team_id", "id", "source", "category", "bucket", "scope", "amount", "remaining",
+    "reserved", "effective_at", "expires_at", "created_at", "origin", "closed",
+)  # fmt: skip
+_ENTRY_ROW = (
+    "team_id", "id", "kind", "created_at", "credits", "feature", "quantity", "outcome",
+    "unit_cost", "multiplier", "member_id", "api_key_id", "job_id", "operator", "hold_id",
+    "idempotency_key", "memo", "meta",
+)  # fmt: skip
+_POSTING_ROW = ("team_id", "entry_id", "seq", "grant_id", "account", "amount")
+
+
 def _save_books(uow: SqlUnitOfWork, books: list[TeamBook]) -> None:
-    new_grants: list[dict[str, Any]] = []
+    """Write what the books changed: one statement per kind of row.
+
+    Rows are built as plain tuples straight from the domain objects; on
+    PostgreSQL they go to COPY as they are (JSON columns as their text).
+    """
+    pg = uow.dialect == "postgresql"
+    dump: Callable[[Any], Any] = _json_text if pg else _same
+    new_grants: list[tuple[Any, ...]] = []
     changed_grants: list[dict[str, Any]] = []
     changed_holds: list[dict[str, Any]] = []
-    entries: list[Entry] = []
+    entries: list[tuple[Any, ...]] = []
+    postings: list[tuple[Any, ...]] = []
     for team_book in books:
+        _require_utc(team_book.now)  # every row below is stamped with it or a grant's dates
         added, changed, holds_added, holds_changed, written = team_book.pending()
         if holds_added:  # pragma: no cover - catch-up steps release holds, never make them
             raise AssertionError("a catch-up step created a hold")
-        new_grants += [grant_to_row(g) for g in added]
+        for g in added:
+            _require_utc(g.effective_at, g.expires_at)
+            scope = dump(sorted(g.scope)) if g.scope is not None else None
+            new_grants.append(
+                (g.team_id, g.id, g.source.value, g.category.value, g.bucket, scope, g.amount,
+                 g.remaining, g.reserved, g.effective_at, g.expires_at, g.created_at, g.origin,
+                 g.closed)
+            )  # fmt: skip
         changed_grants += [
             {
                 "team_id": g.team_id,
@@ -419,28 +443,39 @@ def _save_books(uow: SqlUnitOfWork, books: list[TeamBook]) -> None:
             }
             for h in holds_changed
         ]
-        entries += written
+        for e in written:
+            a = e.actor
+            entries.append(
+                (e.team_id, e.id, e.kind.value, e.created_at, e.credits, e.feature, e.quantity,
+                 e.outcome, e.unit_cost, e.multiplier, a.member_id, a.api_key_id, a.job_id,
+                 a.operator, e.hold_id, e.idempotency_key, e.memo, dump(e.meta))
+            )  # fmt: skip
+            postings += [
+                (e.team_id, e.id, seq, p.grant_id, p.account.value, p.amount)
+                for seq, p in enumerate(e.postings)
+            ]
         team_book.clear_pending()
-    bulk_insert(uow, grants, new_grants)
+    insert_rows(uow, grants, _GRANT_ROW, new_grants)
     bulk_update(uow, grants, ("team_id", "id"), changed_grants)
     bulk_update(uow, holds, ("team_id", "id"), changed_holds)
-    bulk_insert(uow, ledger_entries, [entry_to_row(e) for e in entries])
-    bulk_insert(
-        uow,
-        ledger_postings,
-        [
-            {
-                "team_id": e.team_id,
-                "entry_id": e.id,
-                "seq": seq,
-                "grant_id": p.grant_id,
-                "account": p.account.value,
-                "amount": p.amount,
-            }
-            for e in entries
-            for seq, p in enumerate(e.postings)
-        ],
-    )
+    # Every posting of an entry goes in the same statement as its siblings: the
+    # statement-level balance trigger (migration 0007) checks them together.
+    insert_rows(uow, ledger_entries, _ENTRY_ROW, entries)
+    insert_rows(uow, ledger_postings, _POSTING_ROW, postings)
+
+
+def _json_text(value: Any) -> str:
+    return json.dumps(value, separators=(",", ":"))
+
+
+def _same(value: Any) -> Any:
+    return value
+
+
+def _require_utc(*instants: datetime | None) -> None:
+    for value in instants:
+        if value is not None and value.tzinfo is None:
+            raise ValueError(f"naive datetime {value!r} refused: creditbook stores UTC instants")
 
 
 def _set_due(book: Creditbook, uow: SqlUnitOfWork, books: list[TeamBook], now: datetime) -> None:
@@ -488,44 +523,24 @@ def _set_due(book: Creditbook, uow: SqlUnitOfWork, books: list[TeamBook], now: d
 # executemany.
 
 
-def bulk_insert(uow: SqlUnitOfWork, table: Table, rows: Sequence[dict[str, Any]]) -> None:
-    """Insert ``rows`` (dicts of column values, all with the same keys) in one statement."""
+def insert_rows(
+    uow: SqlUnitOfWork, table: Table, columns: Sequence[str], rows: Sequence[tuple[Any, ...]]
+) -> None:
+    """Insert tuples of ``columns`` values: COPY on PostgreSQL, executemany elsewhere.
+
+    JSON columns must already hold their text on PostgreSQL (COPY sends values
+    as text) and Python values elsewhere (SQLAlchemy encodes them).
+    """
     if not rows:
         return
     if uow.dialect != "postgresql":
-        uow.conn.execute(insert(table), list(rows))
+        uow.conn.execute(insert(table), [dict(zip(columns, row, strict=True)) for row in rows])
         return
-    names = list(rows[0])
-    json_columns = [i for i, n in enumerate(names) if isinstance(table.c[n].type, JSON)]
-    times = [
-        i
-        for i, n in enumerate(names)
-        if _PG_TYPES.get(type(table.c[n].type).__name__) == "timestamptz"
-    ]
-    columns = ", ".join(f'"{n}"' for n in names)
-    from psycopg.types.json import Json  # only PostgreSQL gets here
-
+    names = ", ".join(f'"{n}"' for n in columns)
     raw: Any = uow.conn.connection.driver_connection
-    with raw.cursor() as cursor, cursor.copy(f'COPY "{table.name}" ({columns}) FROM STDIN') as copy:
-        # itemgetter picks a row's values in C; rows without times or JSON (the postings)
-        # go to COPY as they are.
-        pick = itemgetter(*names)
-        if not times and not json_columns and len(names) > 1:
-            for row in rows:
-                copy.write_row(pick(row))
-            return
+    with raw.cursor() as cursor, cursor.copy(f'COPY "{table.name}" ({names}) FROM STDIN') as copy:
         for row in rows:
-            values = list(pick(row)) if len(names) > 1 else [row[names[0]]]
-            for i in times:
-                value = values[i]
-                if value is not None and value.tzinfo is None:
-                    raise ValueError(
-                        f"naive datetime {value!r} refused: creditbook stores UTC instants"
-                    )
-            for i in json_columns:
-                if values[i] is not None:
-                    values[i] = Json(values[i])
-            copy.write_row(values)
+            copy.write_row(row)
 
 
 def bulk_update(
