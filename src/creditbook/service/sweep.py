@@ -39,11 +39,13 @@ the cores busy (see ``benchmarks/README.md``).
 
 from __future__ import annotations
 
+import gc
 import json
 import multiprocessing
 import queue
 from collections import defaultdict
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
+from contextlib import contextmanager
 from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any, Protocol, cast, runtime_checkable
 
@@ -156,6 +158,39 @@ def sweep_batches(
 
     Teams locked by another transaction are skipped, not waited for: see ``sweep_left``.
     """
+    with _few_collections():
+        _sweep_from(book, now, batch_size, finished)
+
+
+@contextmanager
+def _few_collections() -> Iterator[None]:
+    """Keep Python's cyclic garbage collector out of the way while a sweep runs.
+
+    A batch keeps a few hundred books alive until it is written, so they
+    survive the young collections and, every few batches, trigger a full one
+    that walks every object of the process (the catalog, SQLAlchemy's
+    metadata, ...). Freezing what exists before the sweep takes those out of
+    every collection, and a higher first threshold makes young collections
+    rarer; the books themselves hold no cycles and are freed by reference
+    counting. A third of a sweep's Python time went to collections before.
+    Both settings are put back afterwards.
+    """
+    threshold = gc.get_threshold()
+    gc.freeze()
+    gc.set_threshold(max(threshold[0], 50_000), *threshold[1:])
+    try:
+        yield
+    finally:
+        gc.set_threshold(*threshold)
+        gc.unfreeze()
+
+
+def _sweep_from(
+    book: Creditbook,
+    now: datetime,
+    batch_size: int,
+    finished: Callable[[list[str]], None],
+) -> None:
     after = ""
     while True:
         with book.uow() as uow:
