@@ -43,6 +43,7 @@ import gc
 import json
 import multiprocessing
 import queue
+import threading
 from collections import defaultdict
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
@@ -234,9 +235,10 @@ def sweep_parallel(
     batch_size: int = DEFAULT_BATCH,
     on_team: Callable[[str], None] | None = None,
 ) -> int:
-    """``sweep`` with ``processes`` sweeping processes at once (PostgreSQL only).
+    """``sweep`` with ``processes`` sweepers at once (PostgreSQL only).
 
-    Each process (``spawn``) opens its own engine on the book's database with
+    Sweeper 0 is a thread of this process, using ``book``; each other one is a
+    process (``spawn``) that opens its own engine on the book's database with
     ``creditbook.open(url, upgrade=False)`` and the book's catalog and instant,
     and sweeps batches; ``SKIP LOCKED`` makes them take disjoint teams. This
     process counts what they report and calls ``on_team``; once all are done it
@@ -254,26 +256,35 @@ def sweep_parallel(
     url = book.engine.url.render_as_string(hide_password=False)
     context = multiprocessing.get_context("spawn")
     reports: Any = context.Queue()
-    workers = [
-        context.Process(
+    # Sweeper 0 is a thread of this process: it starts at once, while the
+    # spawned ones are still importing (about a second each).
+    here = threading.Thread(
+        target=_sweep_here,
+        args=(book, now, batch_size, on_team is not None, reports),
+        name="creditbook-sweep-0",
+        daemon=True,
+    )
+    workers = {
+        index: context.Process(
             target=_sweep_worker,
             args=(index, url, book.catalog, now, batch_size, on_team is not None, reports),
             name=f"creditbook-sweep-{index}",
             daemon=True,
         )
-        for index in range(processes)
-    ]
+        for index in range(1, processes)
+    }
     done = 0
     running = set(range(processes))
     failures: list[str] = []
     try:
-        for worker in workers:
+        for worker in workers.values():
             worker.start()
+        here.start()
         while running:
             try:
                 kind, index, count, team_ids = reports.get(timeout=0.5)
             except queue.Empty:
-                for index in list(running):
+                for index in running & workers.keys():
                     code = workers[index].exitcode
                     if code is not None and code != 0:
                         running.discard(index)
@@ -289,7 +300,9 @@ def sweep_parallel(
                 if kind == "error":
                     failures.append(f"process {index}: {team_ids[0]}")
     finally:
-        for worker in workers:
+        if here.ident is not None:
+            here.join()
+        for worker in workers.values():
             worker.join(timeout=30)
             if worker.is_alive():  # pragma: no cover - only after an error in this process
                 worker.terminate()
@@ -302,6 +315,23 @@ def sweep_parallel(
             done=done,
         )
     return done + sweep_left(book, now, on_team)
+
+
+def _sweep_here(
+    book: Creditbook, now: datetime, batch_size: int, send_ids: bool, reports: Any
+) -> None:
+    """Sweeper 0 of ``sweep_parallel``, in the calling process; reports like the others."""
+    try:
+        sweep_batches(
+            book,
+            now,
+            batch_size,
+            lambda ids: reports.put(("batch", 0, len(ids), ids if send_ids else [])),
+        )
+    except BaseException as exc:
+        reports.put(("error", 0, 0, [f"{type(exc).__name__}: {exc}"]))
+        return
+    reports.put(("done", 0, 0, []))
 
 
 def _sweep_worker(
