@@ -24,8 +24,8 @@ from sqlalchemy import (
     bindparam,
     func,
     insert,
+    or_,
     select,
-    tuple_,
     update,
 )
 
@@ -529,10 +529,18 @@ class SqlUnitOfWork:
         if self.dialect == "postgresql":
             self._pg_pipeline(_pg_entries(entries))
             return
-        self.conn.execute(insert(ledger_entries), [entry_to_row(e) for e in entries])
-        postings = _posting_rows(entries)
+        # SQLite: straight to the driver's executemany. SQLAlchemy's per-row bind
+        # processing was a fifth of a batch of charges' time; the values are the
+        # same text it would write (see sqlite_time, test_sqlite_raw_rows).
+        raw: Any = self.conn.connection.driver_connection
+        raw.executemany(_SQLITE_INSERT_ENTRY, [_sqlite_entry(e) for e in entries])
+        postings = [
+            (e.team_id, e.id, seq, p.grant_id, p.account.value, p.amount)
+            for e in entries
+            for seq, p in enumerate(e.postings)
+        ]
         if postings:
-            self.conn.execute(insert(ledger_postings), postings)
+            raw.executemany(_SQLITE_INSERT_POSTING, postings)
 
     # ---- several teams at once (group commit) ------------------------------------
 
@@ -566,7 +574,7 @@ class SqlUnitOfWork:
         wanted = sorted(set(pairs))
         if not wanted:
             return {}
-        query = select(holds).where(tuple_(holds.c.team_id, holds.c.id).in_(wanted))
+        query = select(holds).where(_pairs_in(holds.c.team_id, holds.c.id, wanted))
         return {(r.team_id, r.id): hold_from_row(r) for r in self.conn.execute(query)}
 
     def get_idempotency_many(
@@ -578,7 +586,7 @@ class SqlUnitOfWork:
             return {}
         k = idempotency_keys
         query = select(k.c.team_id, k.c.key, k.c.request_hash, k.c.operation, k.c.response).where(
-            tuple_(k.c.team_id, k.c.key).in_(wanted)
+            _pairs_in(k.c.team_id, k.c.key, wanted)
         )
         return {
             (r.team_id, r.key): (r.request_hash, r.operation, dict(r.response))
@@ -588,8 +596,26 @@ class SqlUnitOfWork:
     def put_idempotency_many(self, rows: Sequence[dict[str, Any]]) -> None:
         """Insert receipts (dicts with team_id, key, request_hash, operation, response,
         created_at) in one statement."""
-        if rows:
+        if not rows:
+            return
+        if self.dialect == "postgresql":
             self.conn.execute(insert(idempotency_keys), list(rows))
+            return
+        raw: Any = self.conn.connection.driver_connection
+        raw.executemany(
+            _SQLITE_INSERT_KEY,
+            [
+                (
+                    r["team_id"],
+                    r["key"],
+                    r["request_hash"],
+                    r["operation"],
+                    json.dumps(r["response"]),
+                    sqlite_time(r["created_at"]),
+                )
+                for r in rows
+            ],
+        )
 
     def set_due_at_many(self, due: dict[str, datetime | None]) -> None:
         if due:
@@ -815,6 +841,61 @@ class SqlUnitOfWork:
                     Posting(prow.grant_id, Account(prow.account), prow.amount)
                 )
         return [entry_from_row(r, postings.get(r.id, ())) for r in rows]
+
+
+ENTRY_COLUMNS = (
+    "team_id", "id", "kind", "created_at", "credits", "feature", "quantity", "outcome",
+    "unit_cost", "multiplier", "member_id", "api_key_id", "job_id", "operator", "hold_id",
+    "idempotency_key", "memo", "meta",
+)  # fmt: skip
+POSTING_COLUMNS = ("team_id", "entry_id", "seq", "grant_id", "account", "amount")
+
+
+def _sqlite_insert(table: str, columns: Sequence[str]) -> str:
+    names = ", ".join(f'"{c}"' for c in columns)
+    return f'INSERT INTO "{table}" ({names}) VALUES ({", ".join("?" * len(columns))})'
+
+
+_SQLITE_INSERT_ENTRY = _sqlite_insert("ledger_entries", ENTRY_COLUMNS)
+_SQLITE_INSERT_POSTING = _sqlite_insert("ledger_postings", POSTING_COLUMNS)
+_SQLITE_INSERT_KEY = _sqlite_insert(
+    "idempotency_keys", ("team_id", "key", "request_hash", "operation", "response", "created_at")
+)
+
+
+def sqlite_time(value: datetime | None) -> str | None:
+    """An instant as SQLite stores it through ``UTCDateTime``: naive UTC text.
+
+    The same text SQLAlchemy's SQLite ``DATETIME`` writes, so rows written
+    either way compare and sort alike.
+    """
+    if value is None:
+        return None
+    if value.tzinfo is None:
+        raise ValueError(f"naive datetime {value!r} refused: creditbook stores UTC instants")
+    return value.astimezone(UTC).strftime("%Y-%m-%d %H:%M:%S.%f")
+
+
+def _sqlite_entry(e: Entry) -> tuple[Any, ...]:
+    a = e.actor
+    return (
+        e.team_id, e.id, e.kind.value, sqlite_time(e.created_at), e.credits, e.feature,
+        e.quantity, e.outcome, e.unit_cost, e.multiplier, a.member_id, a.api_key_id, a.job_id,
+        a.operator, e.hold_id, e.idempotency_key, e.memo, json.dumps(e.meta),
+    )  # fmt: skip
+
+
+def _pairs_in(team_column: Any, id_column: Any, pairs: Sequence[tuple[str, str]]) -> Any:
+    """``(team, id) IN pairs`` as ``team = t AND id IN (...)`` per team, OR-ed.
+
+    SQLite answers a row-value ``IN`` list by scanning the whole table; one
+    equality on the leading key column per team lets it use the primary key.
+    A batch names few teams.
+    """
+    by_team: dict[str, list[str]] = {}
+    for team_id, item in pairs:
+        by_team.setdefault(team_id, []).append(item)
+    return or_(*(and_(team_column == t, id_column.in_(ids)) for t, ids in by_team.items()))
 
 
 def _as_datetime(value: Any) -> datetime:
