@@ -136,6 +136,20 @@ def load(url: str, teams: int, seats: int) -> None:
         engine.dispose()
 
 
+def _wal_position(url: str) -> tuple[int, int]:
+    """The server's WAL insert position (bytes) and how many checkpoints it has done."""
+    engine = create_engine(url)
+    try:
+        with engine.connect() as conn:
+            lsn = conn.execute(text("SELECT pg_current_wal_lsn() - '0/0'::pg_lsn")).scalar_one()
+            done = conn.execute(
+                text("SELECT checkpoints_timed + checkpoints_req FROM pg_stat_bgwriter")
+            ).scalar_one()
+    finally:
+        engine.dispose()
+    return int(lsn), int(done)
+
+
 def _own_cpu_seconds() -> float:
     """CPU time of this process and of its finished children (the sweeping processes)."""
     t = os.times()
@@ -190,12 +204,15 @@ def main(argv: list[str] | None = None) -> int:
         print(f"loaded {args.teams:,} teams in {loaded:.1f} s")
 
         book = creditbook.open(url, clock=FrozenClock(BOUNDARY + timedelta(seconds=1)))
+        wal_before, checkpoints_before = _wal_position(url)
         cpu_before, pg_before = _own_cpu_seconds(), _postgres_cpu_seconds()
         started = time.perf_counter()
         done = book.tick(batch_size=args.batch_size, processes=args.processes)
         elapsed = time.perf_counter() - started
         python_cpu = _own_cpu_seconds() - cpu_before
         pg_cpu = _postgres_cpu_seconds() - pg_before
+        wal_after, checkpoints_after = _wal_position(url)
+        wal_bytes, checkpoints = wal_after - wal_before, checkpoints_after - checkpoints_before
         rate = done / elapsed if elapsed else float("inf")
         print(
             f"tick: {done:,} teams in {elapsed:.2f} s = {rate:,.0f} teams/s "
@@ -206,7 +223,9 @@ def main(argv: list[str] | None = None) -> int:
         print(
             f"cpu: Python {python_cpu:.1f} s ({python_cpu * per_team:.0f} us/team), "
             f"PostgreSQL {pg_cpu:.1f} s ({pg_cpu * per_team:.0f} us/team), "
-            f"{os.cpu_count()} cores x {elapsed:.1f} s = {(os.cpu_count() or 1) * elapsed:.1f} s"
+            f"{os.cpu_count()} cores x {elapsed:.1f} s = {(os.cpu_count() or 1) * elapsed:.1f} s; "
+            f"WAL {wal_bytes / max(done, 1) / 1024:.1f} KiB/team, {checkpoints} checkpoint(s) "
+            "during the sweep"
         )
 
         engine = book.engine
@@ -240,6 +259,8 @@ def main(argv: list[str] | None = None) -> int:
                     "batch_size": args.batch_size,
                     "python_cpu_us_per_team": round(python_cpu * per_team),
                     "postgres_cpu_us_per_team": round(pg_cpu * per_team),
+                    "wal_bytes_per_team": round(wal_bytes / max(done, 1)),
+                    "checkpoints": checkpoints,
                     "checks_ok": bool(ok and left == 0),
                     "audit_clean": report.clean,
                 }
