@@ -79,7 +79,13 @@ def tick_100k(ctx: RunContext) -> RowResult:
         p99_ms=None,
         extra={
             k: result[k]
-            for k in ("processes", "python_cpu_us_per_team", "postgres_cpu_us_per_team")
+            for k in (
+                "processes",
+                "python_cpu_us_per_team",
+                "postgres_cpu_us_per_team",
+                "wal_bytes_per_team",
+                "checkpoints",
+            )
         },
     )
 

@@ -29,12 +29,12 @@ batch on a second thread while the next one was computed; the two threads
 fought over the GIL and the sweep was a third slower than doing one thing at
 a time: see ``benchmarks/README.md``.)
 
-``sweep_parallel`` (``tick(processes=N)``) runs N such sweepers in spawned
-processes, each with its own engine; ``SKIP LOCKED`` gives them disjoint
-teams, the calling process counts their batches and catches up the teams
-left behind once all have finished. One process is capped by its own Python
-and by the time it waits for the server; several keep both the server and
-the cores busy (see ``benchmarks/README.md``).
+``sweep_parallel`` (``tick(processes=N)``) runs N such sweepers: one on a
+thread of the calling process and N-1 in spawned processes, each with its own
+engine; ``SKIP LOCKED`` gives them disjoint teams, the calling process counts
+their batches and catches up the teams left behind once all have finished.
+One sweeper is capped by its own Python and by the time it waits for the
+server; one per core keeps both busy (see ``benchmarks/README.md``).
 """
 
 from __future__ import annotations
@@ -66,6 +66,8 @@ from sqlalchemy import (
 from sqlalchemy.dialects.postgresql import ARRAY
 
 from creditbook.adapters.db.repository import (
+    ENTRY_COLUMNS,
+    POSTING_COLUMNS,
     SqlUnitOfWork,
     grant_from_row,
     hold_from_row,
@@ -454,12 +456,6 @@ _GRANT_ROW = (
     "team_id", "id", "source", "category", "bucket", "scope", "amount", "remaining",
     "reserved", "effective_at", "expires_at", "created_at", "origin", "closed",
 )  # fmt: skip
-_ENTRY_ROW = (
-    "team_id", "id", "kind", "created_at", "credits", "feature", "quantity", "outcome",
-    "unit_cost", "multiplier", "member_id", "api_key_id", "job_id", "operator", "hold_id",
-    "idempotency_key", "memo", "meta",
-)  # fmt: skip
-_POSTING_ROW = ("team_id", "entry_id", "seq", "grant_id", "account", "amount")
 
 
 def _save_books(uow: SqlUnitOfWork, books: list[TeamBook]) -> None:
@@ -525,8 +521,8 @@ def _save_books(uow: SqlUnitOfWork, books: list[TeamBook]) -> None:
     bulk_update(uow, holds, ("team_id", "id"), changed_holds)
     # Every posting of an entry goes in the same statement as its siblings: the
     # statement-level balance trigger (migration 0007) checks them together.
-    insert_rows(uow, ledger_entries, _ENTRY_ROW, entries)
-    insert_rows(uow, ledger_postings, _POSTING_ROW, postings)
+    insert_rows(uow, ledger_entries, ENTRY_COLUMNS, entries)
+    insert_rows(uow, ledger_postings, POSTING_COLUMNS, postings)
 
 
 def _json_text(value: Any) -> str:
