@@ -16,7 +16,7 @@ from typing import Any
 import pytest
 
 from creditbook.catalog import load_catalog
-from creditbook.domain.book import TeamBook, check_invariants
+from creditbook.domain.book import NewGrant, TeamBook, check_invariants
 from creditbook.domain.catalog import Catalog
 from creditbook.domain.errors import (
     CaptureExceedsHold,
@@ -749,3 +749,66 @@ def test_check_invariants_reports_a_corrupted_grant(book: TeamBook) -> None:
 def test_catalog_fixture_is_the_default(book: TeamBook) -> None:
     assert isinstance(book.catalog, Catalog)
     assert book.catalog.feature("calling").cost == 4
+
+
+# ---- several grants as one entry, and expiries grouped by instant --------------------------
+
+
+def test_issue_all_posts_one_balanced_entry_with_a_pair_of_postings_per_grant(
+    book: TeamBook,
+) -> None:
+    ends = NOW + timedelta(days=30)
+    made = book.issue_all(
+        [
+            NewGrant(1500, Source.PLAN, Category.FREE, "subscription", expires_at=ends),
+            NewGrant(
+                400,
+                Source.ALLOWANCE,
+                Category.FREE,
+                "calling",
+                frozenset({"calling"}),
+                expires_at=ends,
+            ),
+        ],
+        memo="period 0",
+    )
+    [entry] = book.entries
+    assert entry.kind is EntryKind.GRANT and entry.credits == 1900 and entry.memo == "period 0"
+    assert entry.meta == {"source": "plan,allowance", "category": "free"}
+    assert [(p.grant_id, p.account, p.amount) for p in entry.postings] == [
+        (made[0].id, Account.ISSUED, -1500),
+        (made[0].id, Account.AVAILABLE, 1500),
+        (made[1].id, Account.ISSUED, -400),
+        (made[1].id, Account.AVAILABLE, 400),
+    ]
+    assert book.available_for("calling") == 1900 and book.available_for("email_finder") == 1500
+
+
+def test_issue_all_checks_every_grant_before_changing_anything(book: TeamBook) -> None:
+    before = snapshot(book)
+    with pytest.raises(InvalidInput, match="unknown bucket"):
+        book.issue_all(
+            [
+                NewGrant(100, Source.GIFT, Category.FREE, "gifted"),
+                NewGrant(100, Source.GIFT, Category.FREE, "no-such-bucket"),
+            ]
+        )
+    with pytest.raises(InvalidInput, match="at least one"):
+        book.issue_all([])
+    assert snapshot(book) == before
+
+
+def test_grants_ending_at_one_instant_expire_as_one_entry(book: TeamBook) -> None:
+    first = give(book, 100, expires_in=timedelta(days=1))
+    second = give(book, 50, expires_in=timedelta(days=1))
+    later = give(book, 70, expires_in=timedelta(days=2))
+    book.now = NOW + timedelta(days=1)
+    [entry] = book.expire_grants()
+    assert entry.kind is EntryKind.EXPIRE and entry.credits == 150
+    assert set(entry.meta["grant_ids"].split(",")) == {first.id, second.id}
+    assert sorted(p.amount for p in entry.postings if p.account is Account.EXPIRED) == [50, 100]
+    assert entry.memo == "gifted credits expired"
+    assert not later.closed
+    book.now = NOW + timedelta(days=2)
+    [entry] = book.expire_grants()
+    assert entry.meta["grant_ids"] == later.id and entry.credits == 70
