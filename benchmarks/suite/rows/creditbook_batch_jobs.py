@@ -29,12 +29,11 @@ LEADS = 100_000
 SWEEPERS = 2  # one per core: see benchmarks/README.md, "creditbook tick"
 
 
-def _run_script(ctx: RunContext, script: str, args: list[str]) -> dict[str, Any]:
+def _run_script(ctx: RunContext, script: str, args: list[str], server_flag: str) -> dict[str, Any]:
+    """Run ``script`` with ``args`` and the run's server URL after ``server_flag``."""
     server = ctx.pg.sqlalchemy_url("postgres")
-    command = [sys.executable, str(BENCHMARKS / script), *args]
-    flag = "--server-url" if script == "enrich_bench.py" else "--server"
     done = subprocess.run(
-        [*command, flag, server],
+        [sys.executable, str(BENCHMARKS / script), *args, server_flag, server],
         capture_output=True,
         text=True,
         timeout=900,
@@ -66,7 +65,7 @@ def _audit_from(result: dict[str, Any], checks: str) -> list[str]:
 def tick_100k(ctx: RunContext) -> RowResult:
     """`creditbook tick` over 100,000 teams at a boundary, 2 sweepers, PostgreSQL."""
     result = _run_script(
-        ctx, "tick_bench.py", ["--teams", str(TEAMS), "--processes", str(SWEEPERS)]
+        ctx, "tick_bench.py", ["--teams", str(TEAMS), "--processes", str(SWEEPERS)], "--server"
     )
     ctx.add_audit(lambda: _audit_from(result, "checks_ok"))
     return RowResult(
@@ -93,7 +92,7 @@ def tick_100k(ctx: RunContext) -> RowResult:
 @row(ENRICH_100K, group=CREDITBOOK)
 def enrich_100k(ctx: RunContext) -> RowResult:
     """Enrichment job of 100,000 leads x 2 features (sandbox providers), PostgreSQL."""
-    result = _run_script(ctx, "enrich_bench.py", ["--leads", str(LEADS)])
+    result = _run_script(ctx, "enrich_bench.py", ["--leads", str(LEADS)], "--server-url")
     ctx.add_audit(lambda: _audit_from(result, "audit_clean"))
     items = int(result["lead_features"])
     return RowResult(

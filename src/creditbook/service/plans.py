@@ -40,12 +40,12 @@ from __future__ import annotations
 import dataclasses
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
-from datetime import UTC, datetime
+from datetime import datetime
 from typing import Any
 
 from sqlalchemy import bindparam, insert, select, update
 
-from creditbook.adapters.db.repository import SqlUnitOfWork
+from creditbook.adapters.db.repository import SqlUnitOfWork, as_utc
 from creditbook.adapters.db.tables_subscriptions import subscriptions
 from creditbook.domain.book import TeamBook
 from creditbook.domain.catalog import Plan
@@ -209,10 +209,6 @@ _STATUSES = {s.value: s for s in SubscriptionStatus}
 _FIELDS = tuple(f.name for f in dataclasses.fields(Subscription) if f.name != "team_id")
 
 
-def _utc(value: datetime | None) -> datetime | None:
-    return value.astimezone(UTC) if value is not None else None
-
-
 def _from_tuple(r: tuple[Any, ...]) -> Subscription:
     """A subscription from a row of ``_PG_SELECT`` (aware datetimes, made UTC)."""
     return Subscription(
@@ -220,13 +216,13 @@ def _from_tuple(r: tuple[Any, ...]) -> Subscription:
         r[1],
         r[2],
         _STATUSES[r[3]],
-        r[4].astimezone(UTC),
+        as_utc(r[4]) or r[4],
         r[5],
         r[6],
         r[7],
-        _utc(r[8]),
+        as_utc(r[8]),
         r[9],
-        _utc(r[10]),
+        as_utc(r[10]),
     )
 
 
@@ -574,17 +570,13 @@ class Plans:
         uow: SqlUnitOfWork,
         sub: Subscription,
         now: datetime,
-        before: Subscription | None = None,
+        changed: Sequence[str] = _FIELDS,
     ) -> None:
         batch = self._batch.get(uow)
         if batch is not None:
             batch[sub.team_id] = sub
             self._dirty[uow][sub.team_id] = sub
-            self._changed[uow].update(
-                _FIELDS
-                if before is None
-                else [f for f in _FIELDS if getattr(sub, f) != getattr(before, f)]
-            )
+            self._changed[uow].update(changed)
             return
         uow.conn.execute(_UPDATE, [_update_params(sub, now)])
 
@@ -647,8 +639,9 @@ class _CatchUpStep:
             return
         before = dataclasses.replace(sub)
         catch_up(sub, book, plans.book.catalog, now)
-        if sub != before:
-            plans._store(uow, sub, now, before)
+        changed = [f for f in _FIELDS if getattr(sub, f) != getattr(before, f)]
+        if changed:
+            plans._store(uow, sub, now, changed)
 
     def prefetch(self, uow: SqlUnitOfWork, team_ids: Sequence[str]) -> None:
         self.plans.prefetch(uow, team_ids)

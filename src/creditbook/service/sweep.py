@@ -69,9 +69,11 @@ from creditbook.adapters.db.repository import (
     ENTRY_COLUMNS,
     POSTING_COLUMNS,
     SqlUnitOfWork,
+    entry_tuple,
     grant_from_row,
     hold_from_row,
     pg_live_grants,
+    posting_tuples,
 )
 from creditbook.adapters.db.tables import grants, holds, ledger_entries, ledger_postings, teams
 from creditbook.domain.book import TeamBook
@@ -504,17 +506,8 @@ def _save_books(uow: SqlUnitOfWork, books: list[TeamBook]) -> None:
             }
             for h in holds_changed
         ]
-        for e in written:
-            a = e.actor
-            entries.append(
-                (e.team_id, e.id, e.kind.value, e.created_at, e.credits, e.feature, e.quantity,
-                 e.outcome, e.unit_cost, e.multiplier, a.member_id, a.api_key_id, a.job_id,
-                 a.operator, e.hold_id, e.idempotency_key, e.memo, dump(e.meta))
-            )  # fmt: skip
-            postings += [
-                (e.team_id, e.id, seq, p.grant_id, p.account.value, p.amount)
-                for seq, p in enumerate(e.postings)
-            ]
+        entries += [entry_tuple(e, _same, dump) for e in written]
+        postings += posting_tuples(written)
         team_book.clear_pending()
     insert_rows(uow, grants, _GRANT_ROW, new_grants)
     bulk_update(uow, grants, ("team_id", "id"), changed_grants)

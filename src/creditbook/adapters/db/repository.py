@@ -10,7 +10,7 @@ a batch of commands costs the same number of round trips as one.
 from __future__ import annotations
 
 import json
-from collections.abc import Iterable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from datetime import UTC, datetime
 from types import TracebackType
 from typing import Any
@@ -124,9 +124,9 @@ def grants_from_tuples(team_ids: Sequence[str], rows: Sequence[Any]) -> dict[str
                 r[5],
                 r[6],
                 r[7],
-                _utc(r[8]) or r[8],
-                _utc(r[9]),
-                _utc(r[10]) or r[10],
+                as_utc(r[8]) or r[8],
+                as_utc(r[9]),
+                as_utc(r[10]) or r[10],
                 r[11],
                 r[12],
                 r[13],
@@ -533,12 +533,10 @@ class SqlUnitOfWork:
         # processing was a fifth of a batch of charges' time; the values are the
         # same text it would write (see sqlite_time, test_sqlite_raw_rows).
         raw: Any = self.conn.connection.driver_connection
-        raw.executemany(_SQLITE_INSERT_ENTRY, [_sqlite_entry(e) for e in entries])
-        postings = [
-            (e.team_id, e.id, seq, p.grant_id, p.account.value, p.amount)
-            for e in entries
-            for seq, p in enumerate(e.postings)
-        ]
+        raw.executemany(
+            _SQLITE_INSERT_ENTRY, [entry_tuple(e, sqlite_time, json.dumps) for e in entries]
+        )
+        postings = posting_tuples(entries)
         if postings:
             raw.executemany(_SQLITE_INSERT_POSTING, postings)
 
@@ -664,52 +662,53 @@ class SqlUnitOfWork:
         from psycopg.rows import namedtuple_row
 
         with raw.pipeline():
-            cursors = [raw.cursor(row_factory=namedtuple_row) for _ in range(5)]
-            cursors[0].execute(
+            locks, keys_found, holds_found_c, settings_c = (
+                raw.cursor(row_factory=namedtuple_row) for _ in range(4)
+            )
+            grants_cursor = raw.cursor()  # plain tuples: see grants_from_tuples
+            locks.execute(
                 "SELECT id, due_at FROM teams WHERE id = ANY(%s) ORDER BY id FOR UPDATE", [ids]
             )
             if wanted_keys:
-                cursors[1].execute(
+                keys_found.execute(
                     "SELECT k.team_id, k.key, k.request_hash, k.operation, k.response "
                     "FROM idempotency_keys k JOIN unnest(%s::text[], %s::text[]) AS w(t, k) "
                     "ON k.team_id = w.t AND k.key = w.k",
                     [[t for t, _ in wanted_keys], [k for _, k in wanted_keys]],
                 )
-            grants_cursor = raw.cursor()  # plain tuples: see grants_from_tuples
             grants_cursor.execute(LIVE_GRANTS_SQL, [ids])
             if wanted_holds:
-                cursors[3].execute(
+                holds_found_c.execute(
                     "SELECT h.* FROM holds h JOIN unnest(%s::text[], %s::text[]) AS w(t, i) "
                     "ON h.team_id = w.t AND h.id = w.i",
                     [[t for t, _ in wanted_holds], [h for _, h in wanted_holds]],
                 )
-            cursors[4].execute("SELECT * FROM billing_settings WHERE team_id = ANY(%s)", [ids])
-        due = {r.id: _utc(r.due_at) for r in cursors[0].fetchall()}
+            settings_c.execute("SELECT * FROM billing_settings WHERE team_id = ANY(%s)", [ids])
+        due = {r.id: as_utc(r.due_at) for r in locks.fetchall()}
         prefetched: dict[str, Any] = dict.fromkeys(ids)
-        for r in cursors[4].fetchall():
+        for r in settings_c.fetchall():
             prefetched[r.team_id] = r._replace(
-                last_recharge_at=_utc(r.last_recharge_at), updated_at=_utc(r.updated_at)
+                last_recharge_at=as_utc(r.last_recharge_at), updated_at=as_utc(r.updated_at)
             )
         self.prefetched_settings = prefetched
         stored = (
             {
                 (r.team_id, r.key): (r.request_hash, r.operation, dict(r.response))
-                for r in cursors[1]
+                for r in keys_found
             }
             if wanted_keys
             else {}
         )
         found = grants_from_tuples(ids, grants_cursor.fetchall())
-        grants_cursor.close()
         holds_found: dict[tuple[str, str], Hold] = {}
         if wanted_holds:
-            for row in cursors[3].fetchall():
+            for row in holds_found_c.fetchall():
                 hold = hold_from_row(row)
-                hold.created_at = _utc(hold.created_at) or hold.created_at
-                hold.expires_at = _utc(hold.expires_at) or hold.expires_at
-                hold.resolved_at = _utc(hold.resolved_at)
+                hold.created_at = as_utc(hold.created_at) or hold.created_at
+                hold.expires_at = as_utc(hold.expires_at) or hold.expires_at
+                hold.resolved_at = as_utc(hold.resolved_at)
                 holds_found[(hold.team_id, hold.id)] = hold
-        for cursor in cursors:
+        for cursor in (locks, keys_found, grants_cursor, holds_found_c, settings_c):
             cursor.close()
         return due, stored, found, holds_found
 
@@ -876,13 +875,26 @@ def sqlite_time(value: datetime | None) -> str | None:
     return value.astimezone(UTC).strftime("%Y-%m-%d %H:%M:%S.%f")
 
 
-def _sqlite_entry(e: Entry) -> tuple[Any, ...]:
+def entry_tuple(
+    e: Entry, time: Callable[[datetime], Any], dump: Callable[[Any], Any]
+) -> tuple[Any, ...]:
+    """An entry's values in ``ENTRY_COLUMNS`` order; ``time`` and ``dump`` encode its
+    instant and its JSON ``meta`` for the target (COPY, sqlite3, SQLAlchemy)."""
     a = e.actor
     return (
-        e.team_id, e.id, e.kind.value, sqlite_time(e.created_at), e.credits, e.feature,
+        e.team_id, e.id, e.kind.value, time(e.created_at), e.credits, e.feature,
         e.quantity, e.outcome, e.unit_cost, e.multiplier, a.member_id, a.api_key_id, a.job_id,
-        a.operator, e.hold_id, e.idempotency_key, e.memo, json.dumps(e.meta),
+        a.operator, e.hold_id, e.idempotency_key, e.memo, dump(e.meta),
     )  # fmt: skip
+
+
+def posting_tuples(entries: Iterable[Entry]) -> list[tuple[Any, ...]]:
+    """Every posting of ``entries`` in ``POSTING_COLUMNS`` order."""
+    return [
+        (e.team_id, e.id, seq, p.grant_id, p.account.value, p.amount)
+        for e in entries
+        for seq, p in enumerate(e.postings)
+    ]
 
 
 def _pairs_in(team_column: Any, id_column: Any, pairs: Sequence[tuple[str, str]]) -> Any:
@@ -907,7 +919,8 @@ def _as_datetime(value: Any) -> datetime:
     return value.replace(tzinfo=UTC) if value.tzinfo is None else value
 
 
-def _utc(value: datetime | None) -> datetime | None:
+def as_utc(value: datetime | None) -> datetime | None:
+    """``value`` as an aware UTC datetime (a naive one is taken as UTC); None stays None."""
     if value is None:
         return None
     return value.replace(tzinfo=UTC) if value.tzinfo is None else value.astimezone(UTC)
