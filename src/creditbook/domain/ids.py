@@ -21,6 +21,8 @@ _lock = threading.Lock()
 _last_ms = 0
 _last_rand = 0
 _ms_text = ""
+_head = ""  # _ms_text and the random part's first 12 characters
+_head_bits = -1  # the random part's top 60 bits that _head encodes
 _random = b""
 _random_at = 0
 
@@ -42,9 +44,10 @@ def _random_80() -> int:
 
 def _forget_in_child() -> None:
     # A forked child must not replay its parent's random bytes or counter.
-    global _lock, _last_ms, _last_rand, _ms_text, _random, _random_at
+    global _lock, _last_ms, _last_rand, _ms_text, _head, _head_bits, _random, _random_at
     _lock = threading.Lock()
     _last_ms, _last_rand, _ms_text, _random, _random_at = 0, 0, "", b"", 0
+    _head, _head_bits = "", -1
 
 
 if hasattr(os, "register_at_fork"):
@@ -53,7 +56,7 @@ if hasattr(os, "register_at_fork"):
 
 def new_id(prefix: str) -> str:
     """A new id such as ``hold_01jd...``: monotonic within this process."""
-    global _last_ms, _last_rand, _ms_text
+    global _last_ms, _last_rand, _ms_text, _head, _head_bits
     with _lock:
         ms = time.time_ns() // 1_000_000
         if ms <= _last_ms:
@@ -62,6 +65,13 @@ def new_id(prefix: str) -> str:
             _last_ms = ms
             _ms_text = _encode(ms, 10)
             _last_rand = _random_80() >> 1
+            _head_bits = -1
         rand = _last_rand & ((1 << 80) - 1)
-        ms_text = _ms_text
-    return f"{prefix}_{ms_text}{_encode(rand, 16)}"
+        # Ids made in the same millisecond count up from one random start: only
+        # the last four characters change, except when the count carries.
+        if rand >> 20 != _head_bits:
+            _head_bits = rand >> 20
+            _head = _ms_text + _encode(_head_bits, 12)
+        head = _head
+    pairs = _PAIRS
+    return f"{prefix}_{head}{pairs[(rand >> 10) & 1023]}{pairs[rand & 1023]}"

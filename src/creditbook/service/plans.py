@@ -536,7 +536,7 @@ class Plans:
             for i in range(first, len(book.entries)):
                 entry = book.entries[i]
                 if entry.kind is EntryKind.GRANT and actor != SYSTEM:
-                    book.entries[i] = dataclasses.replace(entry, actor=actor)
+                    book.entries[i] = entry._replace(actor=actor)
             granted = sum(e.credits for e in book.entries if e.kind is EntryKind.GRANT)
             expired = sum(e.credits for e in book.entries if e.kind is EntryKind.EXPIRE)
             if before is None:
