@@ -434,8 +434,9 @@ class AccessService:
             who = entry.actor.member_id
             if entry.kind in (EntryKind.CHARGE, EntryKind.HOLD) and who and entry.credits > 0:
                 adding[who] = adding.get(who, 0) + entry.credits
+        capped = uow.capped_members(book.team_id) if adding else {}
         for member_id, needed in adding.items():
-            member = uow.get_member(book.team_id, member_id)
+            member = capped.get(member_id)
             if member is None or member.monthly_cap is None:
                 continue
             since = self.period_start(uow, book.team_id, book.now)

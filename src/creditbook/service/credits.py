@@ -15,6 +15,7 @@ The HTTP API, the CLI and the dashboard are thin layers over this class.
 
 from __future__ import annotations
 
+import asyncio
 import hashlib
 import json
 import os
@@ -319,6 +320,28 @@ class Creditbook:
         request, apply = _charge_parts(feature, quantity, outcome, call, actor, idempotency_key)
         return self.transact(
             team_id, "charge", request, idempotency_key, apply, ChargeReceipt, groupable=True
+        )
+
+    async def charge_async(
+        self,
+        team_id: str,
+        feature: str,
+        *,
+        quantity: int = 1,
+        outcome: str | None = None,
+        call: Call | None = None,
+        actor: Actor = SYSTEM,
+        idempotency_key: str | None = None,
+    ) -> ChargeReceipt:
+        """``charge`` for an event loop: the same charge, awaited instead of waited on.
+
+        With group commit on, the caller's task waits for its batch without
+        holding a thread (the HTTP API's path); without it, ``charge`` runs on a
+        worker thread.
+        """
+        request, apply = _charge_parts(feature, quantity, outcome, call, actor, idempotency_key)
+        return await self.transact_async(
+            team_id, "charge", request, idempotency_key, apply, ChargeReceipt
         )
 
     def charge_many(
@@ -708,11 +731,7 @@ class Creditbook:
         ``groupable=True`` (charges, holds, captures, releases: ``apply`` only
         touches the book) lets group commit, when enabled, share the transaction.
         """
-        if idempotency_key is not None and not 1 <= len(idempotency_key) <= MAX_KEY_LENGTH:
-            raise InvalidInput(
-                f"an idempotency key is 1 to {MAX_KEY_LENGTH} characters", field="idempotency_key"
-            )
-        digest = request_hash(operation, request) if idempotency_key else ""
+        digest = _checked_digest(operation, request, idempotency_key)
         group = self.group_commit if groupable else None
         if group is not None and group.in_committer():
             group = None
@@ -730,13 +749,57 @@ class Creditbook:
         except CreditbookError as exc:
             # After the rollback (the team lock is free again): refusals worth
             # remembering, such as the "depleted" alert, are written here.
-            for on_refused in self.refusal_hooks:
-                on_refused(team_id, operation, exc)
+            self._refused(team_id, operation, exc)
             raise
         # Work decided inside the transaction that must run outside it (auto-recharge).
         for after in self.after_commit_hooks:
             after(team_id)
         return receipt_type.from_dict(data)  # type: ignore[attr-defined,no-any-return]
+
+    async def transact_async(
+        self,
+        team_id: str,
+        operation: str,
+        request: dict[str, Any],
+        idempotency_key: str | None,
+        apply: Callable[[TeamBook, SqlUnitOfWork], R],
+        receipt_type: type[R],
+        *,
+        hold_ids: list[str] | None = None,
+    ) -> R:
+        """``transact`` (groupable) for an event loop.
+
+        With group commit on, the command joins the next batch and the task
+        awaits its answer, so a server holds no thread per request in flight;
+        without group commit, ``transact`` runs on a worker thread.
+        """
+        group = self.group_commit
+        if group is None:
+            return await asyncio.to_thread(
+                self.transact,
+                team_id,
+                operation,
+                request,
+                idempotency_key,
+                apply,
+                receipt_type,
+                hold_ids=hold_ids,
+                groupable=True,
+            )
+        digest = _checked_digest(operation, request, idempotency_key)
+        command = Command(team_id, operation, request, idempotency_key, digest, apply, hold_ids)
+        try:
+            outcome = await asyncio.wrap_future(group.submit(command))
+            answer: R = outcome.value(receipt_type)
+            return answer
+        except CreditbookError as exc:
+            if self.refusal_hooks:  # they write to the database: not on the event loop
+                await asyncio.to_thread(self._refused, team_id, operation, exc)
+            raise
+
+    def _refused(self, team_id: str, operation: str, exc: CreditbookError) -> None:
+        for on_refused in self.refusal_hooks:
+            on_refused(team_id, operation, exc)
 
     def run_transaction(
         self,
@@ -857,6 +920,15 @@ def _call_dict(call: Call | None) -> dict[str, Any] | None:
         "answered": call.answered,
         "destination": call.destination,
     }
+
+
+def _checked_digest(operation: str, request: dict[str, Any], idempotency_key: str | None) -> str:
+    """The request's hash for its idempotency key ("" without one); checks the key."""
+    if idempotency_key is not None and not 1 <= len(idempotency_key) <= MAX_KEY_LENGTH:
+        raise InvalidInput(
+            f"an idempotency key is 1 to {MAX_KEY_LENGTH} characters", field="idempotency_key"
+        )
+    return request_hash(operation, request) if idempotency_key else ""
 
 
 def _charge_parts(

@@ -276,6 +276,9 @@ class SqlUnitOfWork:
         # Whoever writes a team's settings row in this transaction calls
         # ``forget_settings`` first, so a cached row is never stale.
         self.prefetched_settings: dict[str, Any] = {}
+        # Members with a monthly cap, by team, of the teams ``read_batch`` locked
+        # (same round trip): the cap spend guard needs no query per batch.
+        self.prefetched_caps: dict[str, dict[str, Member]] = {}
 
     def forget_settings(self, team_id: str) -> None:
         """Drop the prefetched settings row of ``team_id`` (it is about to change)."""
@@ -288,6 +291,7 @@ class SqlUnitOfWork:
         self._conn.begin()
         self._committed = False
         self.prefetched_settings = {}
+        self.prefetched_caps = {}
         return self
 
     def __exit__(
@@ -391,6 +395,18 @@ class SqlUnitOfWork:
             select(members).where(members.c.team_id == team_id, members.c.id == member_id)
         ).first()
         return member_from_row(row) if row is not None else None
+
+    def capped_members(self, team_id: str) -> dict[str, Member]:
+        """The team's members that have a monthly cap, by id (prefetched by ``read_batch``)."""
+        found = self.prefetched_caps.get(team_id)
+        if found is None:
+            rows = self.conn.execute(
+                select(members).where(
+                    members.c.team_id == team_id, members.c.monthly_cap.is_not(None)
+                )
+            )
+            found = {row.id: member_from_row(row) for row in rows}
+        return found
 
     def find_member_by_email(self, team_id: str, email: str) -> Member | None:
         row = self.conn.execute(
@@ -637,7 +653,8 @@ class SqlUnitOfWork:
     ]:
         """Lock teams, then read their idempotency keys, live grants and named holds.
 
-        Their billing settings rows land in ``prefetched_settings``. One round trip
+        Their billing settings rows land in ``prefetched_settings`` and their
+        capped members in ``prefetched_caps``. One round trip
         on PostgreSQL (a pipeline: the reads run after the lock is granted, in the
         same transaction); five queries on SQLite.
         """
@@ -662,8 +679,8 @@ class SqlUnitOfWork:
         from psycopg.rows import namedtuple_row
 
         with raw.pipeline():
-            locks, keys_found, holds_found_c, settings_c = (
-                raw.cursor(row_factory=namedtuple_row) for _ in range(4)
+            locks, keys_found, holds_found_c, settings_c, caps_c = (
+                raw.cursor(row_factory=namedtuple_row) for _ in range(5)
             )
             grants_cursor = raw.cursor()  # plain tuples: see grants_from_tuples
             locks.execute(
@@ -684,6 +701,9 @@ class SqlUnitOfWork:
                     [[t for t, _ in wanted_holds], [h for _, h in wanted_holds]],
                 )
             settings_c.execute("SELECT * FROM billing_settings WHERE team_id = ANY(%s)", [ids])
+            caps_c.execute(
+                "SELECT * FROM members WHERE team_id = ANY(%s) AND monthly_cap IS NOT NULL", [ids]
+            )
         due = {r.id: as_utc(r.due_at) for r in locks.fetchall()}
         prefetched: dict[str, Any] = dict.fromkeys(ids)
         for r in settings_c.fetchall():
@@ -691,6 +711,10 @@ class SqlUnitOfWork:
                 last_recharge_at=as_utc(r.last_recharge_at), updated_at=as_utc(r.updated_at)
             )
         self.prefetched_settings = prefetched
+        caps: dict[str, dict[str, Member]] = {team_id: {} for team_id in ids}
+        for r in caps_c.fetchall():
+            caps[r.team_id][r.id] = member_from_row(r)
+        self.prefetched_caps = caps
         stored = (
             {
                 (r.team_id, r.key): (r.request_hash, r.operation, dict(r.response))
@@ -708,7 +732,7 @@ class SqlUnitOfWork:
                 hold.expires_at = as_utc(hold.expires_at) or hold.expires_at
                 hold.resolved_at = as_utc(hold.resolved_at)
                 holds_found[(hold.team_id, hold.id)] = hold
-        for cursor in (locks, keys_found, grants_cursor, holds_found_c, settings_c):
+        for cursor in (locks, keys_found, grants_cursor, holds_found_c, settings_c, caps_c):
             cursor.close()
         return due, stored, found, holds_found
 

@@ -59,11 +59,12 @@ def lemlist_credits(svc: ServicesDep, me: MemberDep) -> LemlistCredits:
 @router.post(
     "/v1/charges", status_code=status.HTTP_201_CREATED, response_model=ChargeOut, responses=SPEND
 )
-def charge(
+async def charge(
     body: ChargeCreate, svc: ServicesDep, me: MemberDep, idempotency_key: IdempotencyKey = None
 ) -> ChargeOut:
     """Charge a use whose outcome is known; a non-billable outcome costs 0 credits."""
-    receipt = svc.book.charge(
+    # Awaited, not run on the thread pool: see Creditbook.transact_async.
+    receipt = await svc.book.charge_async(
         me.team_id,
         body.feature,
         quantity=body.quantity,

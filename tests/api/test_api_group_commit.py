@@ -1,0 +1,103 @@
+"""The API with group commit on, as ``creditbook serve`` runs it (SQLite and PostgreSQL).
+
+``POST /v1/charges`` is ``async``: the request's task awaits its batch
+(``Creditbook.charge_async``) instead of holding a worker thread. These tests
+drive that path: answers, idempotent retries, refusals (insufficient credits,
+a member's cap read from the batch's prefetch) and many charges at once.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Iterator
+
+import httpx
+import pytest
+from api_helpers import Api, TestClient, assert_problem, make_settings
+
+import creditbook
+from creditbook.domain.clock import FrozenClock
+from creditbook.entrypoints.api import create_app
+
+CHARGE = {"feature": "email_finder", "outcome": "deliverable"}  # 5 credits
+
+
+@pytest.fixture
+def grouped(book: creditbook.Creditbook, clock: FrozenClock) -> Iterator[Api]:
+    app = create_app(book, make_settings())
+    book.enable_group_commit()
+    try:
+        with TestClient(app, raise_server_exceptions=False) as client:
+            yield Api(client, book, clock)
+    finally:
+        book.disable_group_commit()
+
+
+def test_a_charge_is_answered_by_its_batch_and_a_retry_by_its_receipt(grouped: Api) -> None:
+    team = grouped.new_team(credits=100)
+    headers = team.admin | {"Idempotency-Key": "charge-1"}
+    first = grouped.client.post("/v1/charges", json=CHARGE, headers=headers)
+    again = grouped.client.post("/v1/charges", json=CHARGE, headers=headers)
+    assert first.status_code == again.status_code == 201
+    assert again.json() == first.json() and first.json()["credits"] == 5
+    other = grouped.client.post("/v1/charges", json=CHARGE | {"quantity": 2}, headers=headers)
+    assert_problem(other, 409, "idempotency_conflict")
+    assert grouped.available(team) == 95
+    assert grouped.book.group_commit is not None
+    assert grouped.book.group_commit.stats.commands >= 2  # the batches answered them
+
+
+def test_refusals_come_back_from_the_batch_as_problems(grouped: Api) -> None:
+    team = grouped.new_team(credits=27)
+    _, member = grouped.add_member(team, "max@acme.example", cap=20)
+    for _ in range(4):
+        ok = grouped.client.post("/v1/charges", json=CHARGE, headers=member)
+        assert ok.status_code == 201, ok.text
+    over = assert_problem(
+        grouped.client.post("/v1/charges", json=CHARGE, headers=member), 402, "member_cap_exceeded"
+    )
+    assert (over["cap"], over["spent"], over["needed"]) == (20, 20, 5)
+    admin = grouped.client.post("/v1/charges", json=CHARGE, headers=team.admin)
+    assert admin.status_code == 201  # the cap is the member's, the team still has 7
+    short = assert_problem(
+        grouped.client.post("/v1/charges", json=CHARGE, headers=team.admin),
+        402,
+        "insufficient_credits",
+    )
+    assert (short["needed"], short["available"]) == (5, 2)
+    assert grouped.available(team) == 2
+    assert grouped.book.audit().clean
+
+
+def test_many_charges_at_once_share_batches_and_every_credit_adds_up(
+    book: creditbook.Creditbook, clock: FrozenClock
+) -> None:
+    app = create_app(book, make_settings())
+    with TestClient(app) as client:
+        api = Api(client, book, clock)
+        team = api.new_team(credits=10_000)
+    group = book.enable_group_commit()
+
+    async def charge_all(count: int) -> list[httpx.Response]:
+        transport = httpx.ASGITransport(app=app)
+        async with httpx.AsyncClient(transport=transport, base_url="http://test") as http:
+            return await asyncio.gather(
+                *(
+                    http.post(
+                        "/v1/charges",
+                        json=CHARGE,
+                        headers=team.admin | {"Idempotency-Key": f"many-{i}"},
+                    )
+                    for i in range(count)
+                )
+            )
+
+    try:
+        answers = asyncio.run(charge_all(60))
+    finally:
+        book.disable_group_commit()
+    assert [a.status_code for a in answers] == [201] * 60
+    assert len({a.json()["charge_id"] for a in answers}) == 60
+    assert group.stats.commands == 60 and group.stats.largest > 1  # shared transactions
+    assert book.balance(team.id).available == 10_000 - 60 * 5
+    assert book.audit().clean
