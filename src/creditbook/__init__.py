@@ -9,7 +9,7 @@ book.balance(team.id).available               # 995
 """
 
 from creditbook.adapters.db.audit import AuditReport
-from creditbook.bootstrap import open
+from creditbook.bootstrap import open, settle_gc
 from creditbook.catalog import load_catalog
 from creditbook.domain.book import Balance, Expiring
 from creditbook.domain.catalog import Catalog, Feature, Plan
@@ -144,4 +144,5 @@ __all__ = [
     "enrichment_for",
     "load_catalog",
     "open",
+    "settle_gc",
 ]

@@ -6,6 +6,7 @@ service call it too, so every entry point runs on the same wiring.
 
 from __future__ import annotations
 
+import gc
 import os
 from pathlib import Path
 
@@ -54,3 +55,22 @@ def open(
         ),
     )
     return book
+
+
+SERVER_YOUNG_THRESHOLD = 20_000
+
+
+def settle_gc(young_threshold: int = SERVER_YOUNG_THRESHOLD) -> None:
+    """Tune Python's garbage collector for a long-running process, once it has started.
+
+    Everything alive now (modules, the catalog, SQLAlchemy's metadata, an
+    app's routes and models) lives as long as the process: ``gc.freeze()``
+    takes it out of every later collection, so a full collection no longer
+    walks it (it made a charge's p99 under load). The young generation's
+    threshold goes from 700 allocations to ``young_threshold``: request
+    garbage is still collected, in fewer, larger rounds. ``creditbook serve``
+    calls this; call it after start-up when you embed the library in a server.
+    """
+    gc.freeze()
+    first, second, third = gc.get_threshold()
+    gc.set_threshold(max(first, young_threshold), second, third)

@@ -9,6 +9,7 @@ a batch of commands costs the same number of round trips as one.
 
 from __future__ import annotations
 
+import functools
 import json
 from collections.abc import Callable, Iterable, Sequence
 from datetime import UTC, datetime
@@ -896,6 +897,12 @@ def sqlite_time(value: datetime | None) -> str | None:
         return None
     if value.tzinfo is None:
         raise ValueError(f"naive datetime {value!r} refused: creditbook stores UTC instants")
+    return _sqlite_text(value)
+
+
+@functools.lru_cache(maxsize=64)
+def _sqlite_text(value: datetime) -> str:
+    # A batch stamps every entry and receipt with the same instant: format it once.
     return value.astimezone(UTC).strftime("%Y-%m-%d %H:%M:%S.%f")
 
 

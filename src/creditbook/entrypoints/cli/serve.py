@@ -7,7 +7,6 @@ from ``CREDITBOOK_*`` variables (operator key, rate limits, ...);
 
 from __future__ import annotations
 
-import gc
 from datetime import timedelta
 from typing import Annotated
 
@@ -35,6 +34,7 @@ def serve(
     import uvicorn
 
     from creditbook.bootstrap import open as open_book
+    from creditbook.bootstrap import settle_gc
     from creditbook.entrypoints.api import create_app
     from creditbook.entrypoints.api.logs import log_config
 
@@ -44,11 +44,7 @@ def serve(
     if settings.group_commit and engine_book.group_commit is None:
         engine_book.enable_group_commit()
     application = create_app(engine_book, settings)
-    # What is alive now (modules, the catalog, SQLAlchemy's metadata, the app)
-    # lives as long as the server: out of every collection, full ones stay short
-    # (they walked it all: tens of milliseconds, a request's p99).
-    gc.freeze()
-    gc.set_threshold(20_000, 50, 100)
+    settle_gc()  # what exists now lives as long as the server: see its docstring
     uvicorn.run(
         application,
         host=host,
