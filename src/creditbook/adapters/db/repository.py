@@ -1020,25 +1020,33 @@ def _json_rows(rows: Sequence[dict[str, Any]]) -> str:
 
 
 def _pg_insert(table: Table, rows: Sequence[dict[str, Any]]) -> tuple[str, str]:
-    names = list(rows[0])
-    columns = ", ".join(f'"{n}"' for n in names)
-    record = ", ".join(f'"{n}" {_pg_type(table, n)}' for n in names)
-    sql = (
-        f'INSERT INTO "{table.name}" ({columns}) SELECT {columns} '
-        f"FROM json_to_recordset(%s::json) AS v({record})"
-    )
-    return sql, _json_rows(rows)
+    return _pg_insert_sql(table, tuple(rows[0])), _json_rows(rows)
 
 
 def _pg_update(table: Table, rows: Sequence[dict[str, Any]]) -> tuple[str, str]:
-    names = list(rows[0])
+    return _pg_update_sql(table, tuple(rows[0])), _json_rows(rows)
+
+
+# The statement texts depend only on the table and the row's keys: built once,
+# not per batch (a batch of 8 charges spent a tenth of its Python on them).
+@functools.lru_cache(maxsize=64)
+def _pg_insert_sql(table: Table, names: tuple[str, ...]) -> str:
+    columns = ", ".join(f'"{n}"' for n in names)
+    record = ", ".join(f'"{n}" {_pg_type(table, n)}' for n in names)
+    return (
+        f'INSERT INTO "{table.name}" ({columns}) SELECT {columns} '
+        f"FROM json_to_recordset(%s::json) AS v({record})"
+    )
+
+
+@functools.lru_cache(maxsize=64)
+def _pg_update_sql(table: Table, names: tuple[str, ...]) -> str:
     record = ", ".join(f'"{n}" {_pg_type(table, n)}' for n in names)
     values = ", ".join(f'"{n}" = v."{n}"' for n in names if n not in ("team_id", "id"))
-    sql = (
+    return (
         f'UPDATE "{table.name}" AS t SET {values} FROM json_to_recordset(%s::json) AS v({record}) '
         "WHERE t.team_id = v.team_id AND t.id = v.id"
     )
-    return sql, _json_rows(rows)
 
 
 def _pg_entries(entries: Sequence[Entry]) -> list[tuple[str, str]]:

@@ -1,0 +1,108 @@
+"""``Creditbook.charge_async``: the awaited charge the HTTP API uses, on both databases.
+
+With group commit on, the task awaits its batch's answer; without it, the
+charge runs on a worker thread. Either way it is the same charge: same
+receipt, same idempotency, same refusals, and a task cancelled while its
+command is still queued leaves no trace.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Iterator
+
+import pytest
+
+import creditbook
+from creditbook import Actor, ChargeReceipt, IdempotencyConflict, InsufficientCredits
+
+FEATURE, OUTCOME = "email_finder", "deliverable"  # 5 credits
+
+
+@pytest.fixture
+def grouped(book: creditbook.Creditbook) -> Iterator[creditbook.Creditbook]:
+    book.enable_group_commit()
+    yield book
+    book.disable_group_commit()
+
+
+def _team(book: creditbook.Creditbook, credits: int) -> str:
+    team = book.create_team("Async team").id
+    book.grant(team, credits, category="purchased", source="purchase")
+    return team
+
+
+@pytest.mark.parametrize("group_commit", [True, False], ids=["grouped", "alone"])
+def test_charge_async_answers_like_charge(book: creditbook.Creditbook, group_commit: bool) -> None:
+    if group_commit:
+        book.enable_group_commit()
+    try:
+        team = _team(book, 12)
+        actor = Actor(member_id="mem_async")
+
+        async def scenario() -> tuple[ChargeReceipt, ChargeReceipt]:
+            first = await book.charge_async(
+                team, FEATURE, outcome=OUTCOME, actor=actor, idempotency_key="k1"
+            )
+            again = await book.charge_async(
+                team, FEATURE, outcome=OUTCOME, actor=actor, idempotency_key="k1"
+            )
+            with pytest.raises(IdempotencyConflict):
+                await book.charge_async(team, FEATURE, quantity=2, idempotency_key="k1")
+            await book.charge_async(team, FEATURE, outcome=OUTCOME)
+            with pytest.raises(InsufficientCredits):
+                await book.charge_async(team, FEATURE, outcome=OUTCOME)
+            return first, again
+
+        first, again = asyncio.run(scenario())
+    finally:
+        book.disable_group_commit()
+    assert again == first and first.credits == 5
+    assert book.balance(team).available == 2
+    entries = [e for e in book.ledger(team).entries if e.kind == "charge"]
+    assert len(entries) == 2 and entries[-1].actor.member_id == "mem_async"
+    assert book.audit().clean
+
+
+def test_a_task_cancelled_while_its_charge_is_queued_charges_nothing(
+    grouped: creditbook.Creditbook,
+) -> None:
+    team = _team(grouped, 100)
+    group = grouped.group_commit
+    assert group is not None
+
+    async def scenario() -> ChargeReceipt:
+        with group.paused():
+            doomed = asyncio.ensure_future(grouped.charge_async(team, FEATURE, outcome=OUTCOME))
+            kept = asyncio.ensure_future(grouped.charge_async(team, FEATURE, outcome=OUTCOME))
+            while group.queued() < 2:
+                await asyncio.sleep(0.001)
+            doomed.cancel()
+            await asyncio.sleep(0)
+        with pytest.raises(asyncio.CancelledError):
+            await doomed
+        return await kept
+
+    kept = asyncio.run(scenario())
+    assert kept.credits == 5
+    assert grouped.balance(team).available == 95  # only the kept charge
+    assert grouped.audit().clean
+
+
+def test_many_tasks_share_batches(grouped: creditbook.Creditbook) -> None:
+    team = _team(grouped, 1_000)
+
+    async def scenario() -> list[ChargeReceipt]:
+        return await asyncio.gather(
+            *(
+                grouped.charge_async(team, FEATURE, outcome=OUTCOME, idempotency_key=f"t{i}")
+                for i in range(40)
+            )
+        )
+
+    receipts = asyncio.run(scenario())
+    assert len({r.charge_id for r in receipts}) == 40
+    group = grouped.group_commit
+    assert group is not None and group.stats.largest > 1
+    assert grouped.balance(team).available == 1_000 - 40 * 5
+    assert grouped.audit().clean
