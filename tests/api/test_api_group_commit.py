@@ -101,3 +101,26 @@ def test_many_charges_at_once_share_batches_and_every_credit_adds_up(
     assert group.stats.commands == 60 and group.stats.largest > 1  # shared transactions
     assert book.balance(team.id).available == 10_000 - 60 * 5
     assert book.audit().clean
+
+
+def test_holds_captures_and_releases_go_through_the_batches(grouped: Api) -> None:
+    team = grouped.new_team(credits=100)
+    held = grouped.client.post("/v1/holds", json={"feature": "phone_finder"}, headers=team.admin)
+    assert held.status_code == 201 and held.json()["credits"] == 20
+    hold_id = held.json()["hold_id"]
+    captured = grouped.client.post(
+        f"/v1/holds/{hold_id}/capture", json={"outcome": "not_found"}, headers=team.admin
+    )
+    assert captured.status_code == 201 and captured.json()["credits"] == 0
+    assert captured.json()["returned"] == 20  # a non-billable outcome gives it all back
+    twice = grouped.client.post(f"/v1/holds/{hold_id}/release", headers=team.admin)
+    assert_problem(twice, 409, "hold_not_active")
+    other = grouped.client.post("/v1/holds", json={"feature": "email_finder"}, headers=team.admin)
+    released = grouped.client.post(
+        f"/v1/holds/{other.json()['hold_id']}/release", headers=team.admin
+    )
+    assert released.status_code == 200 and released.json()["status"] == "released"
+    assert grouped.available(team) == 100
+    assert grouped.book.group_commit is not None
+    assert grouped.book.group_commit.stats.commands >= 4
+    assert grouped.book.audit().clean

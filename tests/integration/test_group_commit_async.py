@@ -106,3 +106,30 @@ def test_many_tasks_share_batches(grouped: creditbook.Creditbook) -> None:
     assert group is not None and group.stats.largest > 1
     assert grouped.balance(team).available == 1_000 - 40 * 5
     assert grouped.audit().clean
+
+
+@pytest.mark.parametrize("group_commit", [True, False], ids=["grouped", "alone"])
+def test_hold_capture_and_release_async_move_credits_like_their_sync_twins(
+    book: creditbook.Creditbook, group_commit: bool
+) -> None:
+    if group_commit:
+        book.enable_group_commit()
+    try:
+        team = _team(book, 100)
+
+        async def scenario() -> tuple[int, int, str]:
+            held = await book.hold_async(team, "phone_finder", idempotency_key="h1")
+            again = await book.hold_async(team, "phone_finder", idempotency_key="h1")
+            assert again == held
+            captured = await book.capture_async(team, held.hold_id, outcome="found")
+            other = await book.hold_async(team, "email_finder")
+            released = await book.release_async(team, other.hold_id)
+            return held.credits, captured.credits, released.status
+
+        held_credits, captured_credits, released_status = asyncio.run(scenario())
+    finally:
+        book.disable_group_commit()
+    assert (held_credits, captured_credits, released_status) == (20, 20, "released")
+    balance = book.balance(team)
+    assert (balance.available, balance.reserved) == (80, 0)
+    assert book.audit().clean

@@ -417,27 +417,26 @@ class Creditbook:
         idempotency_key: str | None = None,
     ) -> HoldReceipt:
         """Reserve the most the work can cost, before doing it."""
-        request = {
-            "feature": feature,
-            "quantity": quantity,
-            "ttl_seconds": ttl_seconds,
-            "call": _call_dict(call),
-            "actor": actor_dict(actor),
-        }
-
-        def apply(book: TeamBook, uow: SqlUnitOfWork) -> HoldReceipt:
-            hold = book.hold(
-                feature,
-                quantity=quantity,
-                ttl_seconds=ttl_seconds,
-                call=call,
-                actor=actor,
-                idempotency_key=idempotency_key,
-            )
-            return _hold_receipt(book, hold)
-
+        request, apply = _hold_parts(feature, quantity, ttl_seconds, call, actor, idempotency_key)
         return self.transact(
             team_id, "hold", request, idempotency_key, apply, HoldReceipt, groupable=True
+        )
+
+    async def hold_async(
+        self,
+        team_id: str,
+        feature: str,
+        *,
+        quantity: int = 1,
+        ttl_seconds: int | None = None,
+        call: Call | None = None,
+        actor: Actor = SYSTEM,
+        idempotency_key: str | None = None,
+    ) -> HoldReceipt:
+        """``hold`` for an event loop (see ``charge_async``)."""
+        request, apply = _hold_parts(feature, quantity, ttl_seconds, call, actor, idempotency_key)
+        return await self.transact_async(
+            team_id, "hold", request, idempotency_key, apply, HoldReceipt
         )
 
     def capture(
@@ -452,26 +451,7 @@ class Creditbook:
         idempotency_key: str | None = None,
     ) -> ChargeReceipt:
         """Charge what the held work cost (at most the held amount)."""
-        request = {
-            "hold_id": hold_id,
-            "outcome": outcome,
-            "quantity": quantity,
-            "call": _call_dict(call),
-            "actor": actor_dict(actor) if actor else None,
-        }
-
-        def apply(book: TeamBook, uow: SqlUnitOfWork) -> ChargeReceipt:
-            hold = _hold_in(book, hold_id)
-            result = book.capture(
-                hold,
-                outcome=outcome,
-                quantity=quantity,
-                call=call,
-                actor=actor,
-                idempotency_key=idempotency_key,
-            )
-            return _charge_receipt(book, result, hold=hold)
-
+        request, apply = _capture_parts(hold_id, outcome, quantity, call, actor, idempotency_key)
         return self.transact(
             team_id,
             "capture",
@@ -483,6 +463,23 @@ class Creditbook:
             groupable=True,
         )
 
+    async def capture_async(
+        self,
+        team_id: str,
+        hold_id: str,
+        *,
+        outcome: str | None = None,
+        quantity: int | None = None,
+        call: Call | None = None,
+        actor: Actor | None = None,
+        idempotency_key: str | None = None,
+    ) -> ChargeReceipt:
+        """``capture`` for an event loop (see ``charge_async``)."""
+        request, apply = _capture_parts(hold_id, outcome, quantity, call, actor, idempotency_key)
+        return await self.transact_async(
+            team_id, "capture", request, idempotency_key, apply, ChargeReceipt, hold_ids=[hold_id]
+        )
+
     def release(
         self,
         team_id: str,
@@ -492,13 +489,7 @@ class Creditbook:
         idempotency_key: str | None = None,
     ) -> ReleaseReceipt:
         """Give back every credit a hold reserved."""
-        request = {"hold_id": hold_id, "actor": actor_dict(actor) if actor else None}
-
-        def apply(book: TeamBook, uow: SqlUnitOfWork) -> ReleaseReceipt:
-            hold = _hold_in(book, hold_id)
-            entry = book.release(hold, actor=actor, idempotency_key=idempotency_key)
-            return ReleaseReceipt(hold.id, book.team_id, hold.amount, hold.status.value, entry.id)
-
+        request, apply = _release_parts(hold_id, actor, idempotency_key)
         return self.transact(
             team_id,
             "release",
@@ -508,6 +499,20 @@ class Creditbook:
             ReleaseReceipt,
             hold_ids=[hold_id],
             groupable=True,
+        )
+
+    async def release_async(
+        self,
+        team_id: str,
+        hold_id: str,
+        *,
+        actor: Actor | None = None,
+        idempotency_key: str | None = None,
+    ) -> ReleaseReceipt:
+        """``release`` for an event loop (see ``charge_async``)."""
+        request, apply = _release_parts(hold_id, actor, idempotency_key)
+        return await self.transact_async(
+            team_id, "release", request, idempotency_key, apply, ReleaseReceipt, hold_ids=[hold_id]
         )
 
     def revoke(
@@ -958,6 +963,83 @@ def _charge_parts(
             idempotency_key=idempotency_key,
         )
         return _charge_receipt(book, result)
+
+    return request, apply
+
+
+def _hold_parts(
+    feature: str,
+    quantity: int,
+    ttl_seconds: int | None,
+    call: Call | None,
+    actor: Actor,
+    idempotency_key: str | None,
+) -> tuple[dict[str, Any], Callable[[TeamBook, SqlUnitOfWork], HoldReceipt]]:
+    """A hold's request (hashed for idempotency) and the function applying it to a book."""
+    request = {
+        "feature": feature,
+        "quantity": quantity,
+        "ttl_seconds": ttl_seconds,
+        "call": _call_dict(call),
+        "actor": actor_dict(actor),
+    }
+
+    def apply(book: TeamBook, uow: SqlUnitOfWork) -> HoldReceipt:
+        hold = book.hold(
+            feature,
+            quantity=quantity,
+            ttl_seconds=ttl_seconds,
+            call=call,
+            actor=actor,
+            idempotency_key=idempotency_key,
+        )
+        return _hold_receipt(book, hold)
+
+    return request, apply
+
+
+def _capture_parts(
+    hold_id: str,
+    outcome: str | None,
+    quantity: int | None,
+    call: Call | None,
+    actor: Actor | None,
+    idempotency_key: str | None,
+) -> tuple[dict[str, Any], Callable[[TeamBook, SqlUnitOfWork], ChargeReceipt]]:
+    """A capture's request and the function applying it to a book."""
+    request = {
+        "hold_id": hold_id,
+        "outcome": outcome,
+        "quantity": quantity,
+        "call": _call_dict(call),
+        "actor": actor_dict(actor) if actor else None,
+    }
+
+    def apply(book: TeamBook, uow: SqlUnitOfWork) -> ChargeReceipt:
+        hold = _hold_in(book, hold_id)
+        result = book.capture(
+            hold,
+            outcome=outcome,
+            quantity=quantity,
+            call=call,
+            actor=actor,
+            idempotency_key=idempotency_key,
+        )
+        return _charge_receipt(book, result, hold=hold)
+
+    return request, apply
+
+
+def _release_parts(
+    hold_id: str, actor: Actor | None, idempotency_key: str | None
+) -> tuple[dict[str, Any], Callable[[TeamBook, SqlUnitOfWork], ReleaseReceipt]]:
+    """A release's request and the function applying it to a book."""
+    request = {"hold_id": hold_id, "actor": actor_dict(actor) if actor else None}
+
+    def apply(book: TeamBook, uow: SqlUnitOfWork) -> ReleaseReceipt:
+        hold = _hold_in(book, hold_id)
+        entry = book.release(hold, actor=actor, idempotency_key=idempotency_key)
+        return ReleaseReceipt(hold.id, book.team_id, hold.amount, hold.status.value, entry.id)
 
     return request, apply
 

@@ -5,6 +5,11 @@ which stores the receipt with the key and answers it again on a retry: the
 same body gives the same status and body with no second effect. The library
 hashes the parameters it receives, which are the parsed body (defaults
 filled in) and the calling key, so the same body always hashes the same.
+
+Charges, holds, captures and releases are ``async``: they await the library's
+``*_async`` calls, which with group commit on wait for their batch without
+holding a thread (see ``Creditbook.transact_async``). Reads stay plain
+``def`` and run on FastAPI's thread pool.
 """
 
 from __future__ import annotations
@@ -63,7 +68,6 @@ async def charge(
     body: ChargeCreate, svc: ServicesDep, me: MemberDep, idempotency_key: IdempotencyKey = None
 ) -> ChargeOut:
     """Charge a use whose outcome is known; a non-billable outcome costs 0 credits."""
-    # Awaited, not run on the thread pool: see Creditbook.transact_async.
     receipt = await svc.book.charge_async(
         me.team_id,
         body.feature,
@@ -79,11 +83,11 @@ async def charge(
 @router.post(
     "/v1/holds", status_code=status.HTTP_201_CREATED, response_model=HoldOut, responses=SPEND
 )
-def hold(
+async def hold(
     body: HoldCreate, svc: ServicesDep, me: MemberDep, idempotency_key: IdempotencyKey = None
 ) -> HoldOut:
     """Reserve the most the work can cost before doing it; capture or release it after."""
-    receipt = svc.book.hold(
+    receipt = await svc.book.hold_async(
         me.team_id,
         body.feature,
         quantity=body.quantity,
@@ -117,7 +121,7 @@ def get_hold(hold_id: HoldId, svc: ServicesDep, me: MemberDep) -> HoldState:
     response_model=ChargeOut,
     responses=SPEND,
 )
-def capture(
+async def capture(
     hold_id: HoldId,
     svc: ServicesDep,
     me: MemberDep,
@@ -126,7 +130,7 @@ def capture(
 ) -> ChargeOut:
     """Charge what the held work cost (at most the held amount); the rest returns."""
     body = body or CaptureIn()
-    receipt = svc.book.capture(
+    receipt = await svc.book.capture_async(
         me.team_id,
         hold_id,
         outcome=body.outcome,
@@ -139,9 +143,11 @@ def capture(
 
 
 @router.post("/v1/holds/{hold_id}/release", response_model=ReleaseOut, responses=SPEND)
-def release(
+async def release(
     hold_id: HoldId, svc: ServicesDep, me: MemberDep, idempotency_key: IdempotencyKey = None
 ) -> ReleaseOut:
     """Give back every credit the hold reserved."""
-    r = svc.book.release(me.team_id, hold_id, actor=actor_of(me), idempotency_key=idempotency_key)
+    r = await svc.book.release_async(
+        me.team_id, hold_id, actor=actor_of(me), idempotency_key=idempotency_key
+    )
     return ReleaseOut(hold_id=r.hold_id, released=r.released, status=r.status)
