@@ -23,14 +23,11 @@ CHARGE = {"feature": "email_finder", "outcome": "deliverable"}  # 5 credits
 
 
 @pytest.fixture
-def grouped(book: creditbook.Creditbook, clock: FrozenClock) -> Iterator[Api]:
-    app = create_app(book, make_settings())
-    book.enable_group_commit()
-    try:
-        with TestClient(app, raise_server_exceptions=False) as client:
-            yield Api(client, book, clock)
-    finally:
-        book.disable_group_commit()
+def grouped(api: Api) -> Iterator[Api]:
+    """The ``api`` fixture with group commit on, as ``creditbook serve`` runs."""
+    api.book.enable_group_commit()
+    yield api
+    api.book.disable_group_commit()
 
 
 def test_a_charge_is_answered_by_its_batch_and_a_retry_by_its_receipt(grouped: Api) -> None:

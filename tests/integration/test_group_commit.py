@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import threading
-from collections.abc import Iterator
 
 import pytest
 
@@ -23,13 +22,6 @@ from creditbook.domain.book import TeamBook
 from creditbook.service.group_commit import ChargeItem
 
 COST = 5  # email_finder, deliverable
-
-
-@pytest.fixture
-def grouped(book: creditbook.Creditbook) -> Iterator[creditbook.Creditbook]:
-    book.enable_group_commit()
-    yield book
-    book.disable_group_commit()
 
 
 def _team(book: creditbook.Creditbook, credits: int) -> str:

@@ -9,7 +9,6 @@ command is still queued leaves no trace.
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Iterator
 
 import pytest
 
@@ -17,13 +16,6 @@ import creditbook
 from creditbook import Actor, ChargeReceipt, IdempotencyConflict, InsufficientCredits
 
 FEATURE, OUTCOME = "email_finder", "deliverable"  # 5 credits
-
-
-@pytest.fixture
-def grouped(book: creditbook.Creditbook) -> Iterator[creditbook.Creditbook]:
-    book.enable_group_commit()
-    yield book
-    book.disable_group_commit()
 
 
 def _team(book: creditbook.Creditbook, credits: int) -> str:

@@ -163,6 +163,7 @@ class AccessService:
         """Add the monthly-cap guard to the book's spend guards (once)."""
         if not any(getattr(g, "__self__", None) is self for g in self.book.spend_guards):
             self.book.spend_guards.append(self.cap_guard)
+        self.book.guards_read_caps = True
         return self
 
     # ---- teams ------------------------------------------------------------

@@ -214,6 +214,7 @@ def _attempt(
                 for i in ids
                 for h in commands[i].hold_ids or ()
             ),
+            caps=book.guards_read_caps,
         )
         for team_id in [t for t in by_team if t not in due]:
             for i in by_team.pop(team_id):

@@ -646,6 +646,8 @@ class SqlUnitOfWork:
         team_ids: Iterable[str],
         keys: Iterable[tuple[str, str]],
         hold_keys: Iterable[tuple[str, str]],
+        *,
+        caps: bool = False,
     ) -> tuple[
         dict[str, datetime | None],
         dict[tuple[str, str], tuple[str, str, dict[str, Any]]],
@@ -654,8 +656,8 @@ class SqlUnitOfWork:
     ]:
         """Lock teams, then read their idempotency keys, live grants and named holds.
 
-        Their billing settings rows land in ``prefetched_settings`` and their
-        capped members in ``prefetched_caps``. One round trip
+        Their billing settings rows land in ``prefetched_settings``; with
+        ``caps``, their capped members in ``prefetched_caps``. One round trip
         on PostgreSQL (a pipeline: the reads run after the lock is granted, in the
         same transaction); five queries on SQLite.
         """
@@ -702,9 +704,11 @@ class SqlUnitOfWork:
                     [[t for t, _ in wanted_holds], [h for _, h in wanted_holds]],
                 )
             settings_c.execute("SELECT * FROM billing_settings WHERE team_id = ANY(%s)", [ids])
-            caps_c.execute(
-                "SELECT * FROM members WHERE team_id = ANY(%s) AND monthly_cap IS NOT NULL", [ids]
-            )
+            if caps:
+                caps_c.execute(
+                    "SELECT * FROM members WHERE team_id = ANY(%s) AND monthly_cap IS NOT NULL",
+                    [ids],
+                )
         due = {r.id: as_utc(r.due_at) for r in locks.fetchall()}
         prefetched: dict[str, Any] = dict.fromkeys(ids)
         for r in settings_c.fetchall():
@@ -712,10 +716,11 @@ class SqlUnitOfWork:
                 last_recharge_at=as_utc(r.last_recharge_at), updated_at=as_utc(r.updated_at)
             )
         self.prefetched_settings = prefetched
-        caps: dict[str, dict[str, Member]] = {team_id: {} for team_id in ids}
-        for r in caps_c.fetchall():
-            caps[r.team_id][r.id] = member_from_row(r)
-        self.prefetched_caps = caps
+        if caps:
+            capped: dict[str, dict[str, Member]] = {team_id: {} for team_id in ids}
+            for r in caps_c.fetchall():
+                capped[r.team_id][r.id] = member_from_row(r)
+            self.prefetched_caps = capped
         stored = (
             {
                 (r.team_id, r.key): (r.request_hash, r.operation, dict(r.response))
