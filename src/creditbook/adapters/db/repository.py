@@ -96,6 +96,38 @@ _CATEGORIES: dict[str, Category] = {c.value: c for c in Category}
 
 LIVE_GRANTS_SQL = f"SELECT {_GRANT_COLUMNS} FROM grants WHERE team_id = ANY(%s) AND remaining > 0"
 
+# The group committer's reads. psycopg prepares a statement after a few runs and
+# PostgreSQL then keeps ONE generic plan for the connection's life, planned with the
+# table sizes of that moment. Planned on a young table, a join against the batch's
+# keys became a hash join over a sequential scan of the whole table, and stayed one
+# as the table grew: the idempotency lookup cost 425 us per batch of 8 with only
+# 8,400 keys stored, and grew with every charge, until an autovacuum ANALYZE
+# invalidated the plan. Each key is therefore probed through a LATERAL subquery
+# that the planner cannot flatten (LIMIT / OFFSET 0): an index lookup per key,
+# whatever the statistics said when the plan was made.
+BATCH_KEYS_SQL = (
+    "SELECT k.team_id, k.key, k.request_hash, k.operation, k.response "
+    "FROM unnest(%s::text[], %s::text[]) AS w(t, k) CROSS JOIN LATERAL "
+    "(SELECT * FROM idempotency_keys i WHERE i.team_id = w.t AND i.key = w.k LIMIT 1) k"
+)
+BATCH_HOLDS_SQL = (
+    "SELECT h.* FROM unnest(%s::text[], %s::text[]) AS w(t, i) CROSS JOIN LATERAL "
+    "(SELECT * FROM holds x WHERE x.team_id = w.t AND x.id = w.i LIMIT 1) h"
+)
+BATCH_GRANTS_SQL = (
+    f"SELECT g.* FROM unnest(%s::text[]) AS w(t) CROSS JOIN LATERAL "
+    f"(SELECT {_GRANT_COLUMNS} FROM grants x WHERE x.team_id = w.t AND x.remaining > 0 "
+    "OFFSET 0) g"
+)
+BATCH_SETTINGS_SQL = (
+    "SELECT s.* FROM unnest(%s::text[]) AS w(t) CROSS JOIN LATERAL "
+    "(SELECT * FROM billing_settings x WHERE x.team_id = w.t LIMIT 1) s"
+)
+BATCH_CAPS_SQL = (
+    "SELECT m.* FROM unnest(%s::text[]) AS w(t) CROSS JOIN LATERAL "
+    "(SELECT * FROM members x WHERE x.team_id = w.t AND x.monthly_cap IS NOT NULL OFFSET 0) m"
+)
+
 
 def pg_live_grants(raw: Any, team_ids: Sequence[str]) -> dict[str, list[Grant]]:
     """The live grants (``remaining > 0``) of ``team_ids`` (PostgreSQL; ``raw`` is psycopg's)."""
@@ -691,24 +723,16 @@ class SqlUnitOfWork:
             )
             if wanted_keys:
                 keys_found.execute(
-                    "SELECT k.team_id, k.key, k.request_hash, k.operation, k.response "
-                    "FROM idempotency_keys k JOIN unnest(%s::text[], %s::text[]) AS w(t, k) "
-                    "ON k.team_id = w.t AND k.key = w.k",
-                    [[t for t, _ in wanted_keys], [k for _, k in wanted_keys]],
+                    BATCH_KEYS_SQL, [[t for t, _ in wanted_keys], [k for _, k in wanted_keys]]
                 )
-            grants_cursor.execute(LIVE_GRANTS_SQL, [ids])
+            grants_cursor.execute(BATCH_GRANTS_SQL, [ids])
             if wanted_holds:
                 holds_found_c.execute(
-                    "SELECT h.* FROM holds h JOIN unnest(%s::text[], %s::text[]) AS w(t, i) "
-                    "ON h.team_id = w.t AND h.id = w.i",
-                    [[t for t, _ in wanted_holds], [h for _, h in wanted_holds]],
+                    BATCH_HOLDS_SQL, [[t for t, _ in wanted_holds], [h for _, h in wanted_holds]]
                 )
-            settings_c.execute("SELECT * FROM billing_settings WHERE team_id = ANY(%s)", [ids])
+            settings_c.execute(BATCH_SETTINGS_SQL, [ids])
             if caps:
-                caps_c.execute(
-                    "SELECT * FROM members WHERE team_id = ANY(%s) AND monthly_cap IS NOT NULL",
-                    [ids],
-                )
+                caps_c.execute(BATCH_CAPS_SQL, [ids])
         due = {r.id: as_utc(r.due_at) for r in locks.fetchall()}
         prefetched: dict[str, Any] = dict.fromkeys(ids)
         for r in settings_c.fetchall():
