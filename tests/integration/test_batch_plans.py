@@ -1,11 +1,13 @@
-"""The group committer's reads stay index lookups under a generic plan made on empty tables.
+"""The group committer's statements stay index lookups under a generic plan made on empty tables.
 
 psycopg prepares a statement after a few runs; PostgreSQL then keeps one generic
 plan per connection, planned with the table sizes of that moment. A join of the
 batch's keys against ``idempotency_keys`` planned on a new database became a
 hash join over a sequential scan and stayed one while the table grew (425 us per
-batch of 8 at 8,400 keys). Here every batch read is planned generically on a
-freshly migrated, empty database, the worst moment, and must probe an index.
+batch of 8 at 8,400 keys); an ``UPDATE ... FROM json_to_recordset`` of changed
+grants scanned all 10,000 grants of the benchmark for a hot team's one row. Here
+every batch read and update is planned generically on a freshly migrated, empty
+database, the worst moment, and must probe an index.
 """
 
 from __future__ import annotations
@@ -23,30 +25,57 @@ from creditbook.adapters.db.repository import (
     BATCH_HOLDS_SQL,
     BATCH_KEYS_SQL,
     BATCH_SETTINGS_SQL,
+    TEAM_DUE_SQL,
+    _pg_update_sql,
 )
+from creditbook.adapters.db.tables import grants, holds
 
 pytestmark = pytest.mark.postgres
 
-# statement, the table it reads, its arguments
+A, B = "ARRAY['team_a', 'team_b']::text[]", "ARRAY['k1', 'k2']::text[]"
+
+# statement, the table it reads or writes, its arguments as SQL literals
 CASES = [
-    (BATCH_KEYS_SQL, "idempotency_keys", [["team_a", "team_b"], ["k1", "k2"]]),
-    (BATCH_HOLDS_SQL, "holds", [["team_a"], ["hold_1"]]),
-    (BATCH_GRANTS_SQL, "grants", [["team_a", "team_b"]]),
-    (BATCH_SETTINGS_SQL, "billing_settings", [["team_a"]]),
-    (BATCH_CAPS_SQL, "members", [["team_a"]]),
+    (BATCH_KEYS_SQL, "idempotency_keys", [A, B]),
+    (BATCH_HOLDS_SQL, "holds", [A, B]),
+    (BATCH_GRANTS_SQL, "grants", [A]),
+    (BATCH_SETTINGS_SQL, "billing_settings", [A]),
+    (BATCH_CAPS_SQL, "members", [A]),
+    (
+        _pg_update_sql(grants, ("team_id", "id", "remaining", "reserved", "closed")),
+        "grants",
+        ["5", "0", "false", "'team_a'", "'grant_1'"],
+    ),
+    (
+        _pg_update_sql(holds, ("team_id", "id", "status", "captured", "resolved_at")),
+        "holds",
+        ["'captured'", "5", "now()", "'team_a'", "'hold_1'"],
+    ),
+    (TEAM_DUE_SQL, "teams", ["now()", "'team_a'"]),
 ]
 
-# The form the committer used before: the same lookup the planner may turn into a scan.
-JOINED_KEYS_SQL = (
-    "SELECT k.team_id, k.key FROM idempotency_keys k "
-    "JOIN unnest(%s::text[], %s::text[]) AS w(t, k) ON k.team_id = w.t AND k.key = w.k"
-)
+# The forms the committer used before: the same lookups, which the planner turned into scans.
+OLD_FORMS = [
+    (
+        "SELECT k.team_id, k.key FROM idempotency_keys k "
+        "JOIN unnest(%s::text[], %s::text[]) AS w(t, k) ON k.team_id = w.t AND k.key = w.k",
+        "idempotency_keys",
+        [A, B],
+    ),
+    (
+        "UPDATE grants AS t SET remaining = v.remaining FROM json_to_recordset(%s::json) "
+        "AS v(team_id text, id text, remaining bigint) "
+        "WHERE t.team_id = v.team_id AND t.id = v.id",
+        "grants",
+        ["""'[{"team_id": "team_a", "id": "g", "remaining": 1}]'"""],
+    ),
+]
 
 
-def _generic_plan(url: str, sql: str, args: list[list[str]]) -> str:
+def _generic_plan(url: str, sql: str, args: list[str]) -> str:
     numbered = iter(range(1, 100))
     prepared = re.sub("%s", lambda _: f"${next(numbered)}", sql)
-    literal = ", ".join("ARRAY[" + ", ".join(f"'{v}'" for v in a) + "]::text[]" for a in args)
+    literal = ", ".join(args)
     conninfo = make_url(url).set(drivername="postgresql").render_as_string(hide_password=False)
     with psycopg.connect(conninfo, autocommit=True) as conn:
         conn.execute("SET plan_cache_mode = force_generic_plan")
@@ -55,9 +84,11 @@ def _generic_plan(url: str, sql: str, args: list[list[str]]) -> str:
     return "\n".join(r[0] for r in rows)
 
 
-@pytest.mark.parametrize(("sql", "table", "args"), CASES, ids=[c[1] for c in CASES])
-def test_batch_reads_probe_an_index_even_when_planned_on_empty_tables(
-    fresh_pg_url: str, sql: str, table: str, args: list[list[str]]
+@pytest.mark.parametrize(
+    ("sql", "table", "args"), CASES, ids=[f"{i}-{c[1]}" for i, c in enumerate(CASES)]
+)
+def test_batch_statements_probe_an_index_even_when_planned_on_empty_tables(
+    fresh_pg_url: str, sql: str, table: str, args: list[str]
 ) -> None:
     engine = creditbook.open(fresh_pg_url).engine  # migrates the new, empty database
     assert engine is not None
@@ -67,10 +98,13 @@ def test_batch_reads_probe_an_index_even_when_planned_on_empty_tables(
     assert "Index" in plan, plan
 
 
-def test_the_joined_form_this_guards_against_scans_an_empty_table(fresh_pg_url: str) -> None:
-    # Shows the test above can fail: the old statement, planned the same way, scans.
+@pytest.mark.parametrize(("sql", "table", "args"), OLD_FORMS, ids=[c[1] for c in OLD_FORMS])
+def test_the_old_forms_this_guards_against_scan_an_empty_table(
+    fresh_pg_url: str, sql: str, table: str, args: list[str]
+) -> None:
+    # Shows the test above can fail: the old statements, planned the same way, scan.
     engine = creditbook.open(fresh_pg_url).engine
     assert engine is not None
     engine.dispose()
-    plan = _generic_plan(fresh_pg_url, JOINED_KEYS_SQL, [["team_a"], ["k1"]])
-    assert "Seq Scan on idempotency_keys" in plan, plan
+    plan = _generic_plan(fresh_pg_url, sql, args)
+    assert f"Seq Scan on {table}" in plan, plan

@@ -123,6 +123,7 @@ BATCH_SETTINGS_SQL = (
     "SELECT s.* FROM unnest(%s::text[]) AS w(t) CROSS JOIN LATERAL "
     "(SELECT * FROM billing_settings x WHERE x.team_id = w.t LIMIT 1) s"
 )
+TEAM_DUE_SQL = "UPDATE teams SET due_at = %s WHERE id = %s"
 BATCH_CAPS_SQL = (
     "SELECT m.* FROM unnest(%s::text[]) AS w(t) CROSS JOIN LATERAL "
     "(SELECT * FROM members x WHERE x.team_id = w.t AND x.monthly_cap IS NOT NULL OFFSET 0) m"
@@ -529,9 +530,10 @@ class SqlUnitOfWork:
     ) -> None:
         """One statement per kind of row (executemany / multi-row insert).
 
-        On PostgreSQL every kind of row is ONE statement (``json_to_recordset``),
-        all sent in one pipeline: one round trip, and all postings of an entry
-        always arrive in one INSERT (the balance trigger relies on it).
+        On PostgreSQL new rows of a kind are ONE statement (``json_to_recordset``)
+        and changed rows one primary-key UPDATE each, all sent in one pipeline:
+        one round trip, and all postings of an entry always arrive in one INSERT
+        (the balance trigger relies on it).
         """
         if self.dialect == "postgresql":
             self._pg_pipeline(
@@ -790,9 +792,8 @@ class SqlUnitOfWork:
         if due:
             statements.append(
                 (
-                    "UPDATE teams AS t SET due_at = v.due_at FROM json_to_recordset(%s::json)"
-                    " AS v(id text, due_at timestamptz) WHERE t.id = v.id",
-                    _json_rows([{"id": t, "due_at": d} for t, d in sorted(due.items())]),
+                    TEAM_DUE_SQL,
+                    [(d, t) for t, d in sorted(due.items())],
                 )
             )
         self._pg_pipeline(statements, commit=True)
@@ -800,14 +801,17 @@ class SqlUnitOfWork:
             book.clear_pending()
         self.commit()
 
-    def _pg_pipeline(self, statements: Sequence[tuple[str, str]], *, commit: bool = False) -> None:
+    def _pg_pipeline(self, statements: Sequence[_Statement], *, commit: bool = False) -> None:
         if not statements and not commit:
             return
         raw: Any = self.conn.connection.driver_connection
         with raw.pipeline():
             with raw.cursor() as cursor:
                 for sql, rows in statements:
-                    cursor.execute(sql, [rows])
+                    if len(rows) == 1:
+                        cursor.execute(sql, rows[0])
+                    else:
+                        cursor.executemany(sql, rows)
             if commit:
                 raw.commit()
 
@@ -1019,10 +1023,14 @@ def _posting_rows(entries: Sequence[Entry]) -> list[dict[str, Any]]:
     ]
 
 
-# ---- PostgreSQL: one statement per kind of row -------------------------------------------
-# Rows travel as ONE json parameter expanded by ``json_to_recordset``: a fixed SQL text
-# whatever the number of rows (prepared once), cheap to encode, and every posting of an
-# entry inside one INSERT, which the statement-level balance trigger (0007) relies on.
+# ---- PostgreSQL: the rows of one pipeline ------------------------------------------------
+# New rows travel as ONE json parameter expanded by ``json_to_recordset``: a fixed SQL
+# text whatever the number of rows (prepared once), cheap to encode, and every posting
+# of an entry inside one INSERT, which the statement-level balance trigger (0007)
+# relies on. Changed rows are updated by primary key, one statement each (``_pg_update``).
+
+# A statement and its parameter rows: one row is one execute, several an executemany.
+_Statement = tuple[str, list[tuple[Any, ...]]]
 
 _PG_TYPES = {"BigInteger": "bigint", "Integer": "int", "Boolean": "boolean"}
 
@@ -1048,12 +1056,22 @@ def _json_rows(rows: Sequence[dict[str, Any]]) -> str:
     return json.dumps(rows, default=_json_default, separators=(",", ":"))
 
 
-def _pg_insert(table: Table, rows: Sequence[dict[str, Any]]) -> tuple[str, str]:
-    return _pg_insert_sql(table, tuple(rows[0])), _json_rows(rows)
+def _pg_insert(table: Table, rows: Sequence[dict[str, Any]]) -> _Statement:
+    return _pg_insert_sql(table, tuple(rows[0])), [(_json_rows(rows),)]
 
 
-def _pg_update(table: Table, rows: Sequence[dict[str, Any]]) -> tuple[str, str]:
-    return _pg_update_sql(table, tuple(rows[0])), _json_rows(rows)
+def _pg_update(table: Table, rows: Sequence[dict[str, Any]]) -> _Statement:
+    """One UPDATE by primary key per row, sent together (executemany in the pipeline).
+
+    Not one ``UPDATE ... FROM json_to_recordset``: its generic plan (see
+    ``BATCH_KEYS_SQL``) hash-joined the rows against a sequential scan of the
+    whole table: 0.7 ms per batch over 10,000 grants, for the one row a hot team
+    changes. A primary-key equality is planned as an index lookup at any size.
+    """
+    names = tuple(rows[0])
+    sql = _pg_update_sql(table, names)
+    order = [n for n in names if n not in _KEYS] + ["team_id", "id"]
+    return sql, [tuple(row[n] for n in order) for row in rows]
 
 
 # The statement texts depend only on the table and the row's keys: built once,
@@ -1068,17 +1086,16 @@ def _pg_insert_sql(table: Table, names: tuple[str, ...]) -> str:
     )
 
 
+_KEYS = ("team_id", "id")
+
+
 @functools.lru_cache(maxsize=64)
 def _pg_update_sql(table: Table, names: tuple[str, ...]) -> str:
-    record = ", ".join(f'"{n}" {_pg_type(table, n)}' for n in names)
-    values = ", ".join(f'"{n}" = v."{n}"' for n in names if n not in ("team_id", "id"))
-    return (
-        f'UPDATE "{table.name}" AS t SET {values} FROM json_to_recordset(%s::json) AS v({record}) '
-        "WHERE t.team_id = v.team_id AND t.id = v.id"
-    )
+    values = ", ".join(f'"{n}" = %s' for n in names if n not in _KEYS)
+    return f'UPDATE "{table.name}" SET {values} WHERE team_id = %s AND id = %s'
 
 
-def _pg_entries(entries: Sequence[Entry]) -> list[tuple[str, str]]:
+def _pg_entries(entries: Sequence[Entry]) -> list[_Statement]:
     if not entries:
         return []
     statements = [_pg_insert(ledger_entries, [entry_to_row(e) for e in entries])]
@@ -1094,8 +1111,8 @@ def _pg_changes(
     new_holds: Sequence[Hold],
     changed_holds: Sequence[Hold],
     entries: Sequence[Entry],
-) -> list[tuple[str, str]]:
-    statements: list[tuple[str, str]] = []
+) -> list[_Statement]:
+    statements: list[_Statement] = []
     if new_grants:
         statements.append(_pg_insert(grants, [grant_to_row(g) for g in new_grants]))
     if changed_grants:
