@@ -24,6 +24,7 @@ from creditbook.adapters.db.repository import (
     BATCH_GRANTS_SQL,
     BATCH_HOLDS_SQL,
     BATCH_KEYS_SQL,
+    BATCH_LOCK_SQL,
     BATCH_SETTINGS_SQL,
     TEAM_DUE_SQL,
     _pg_update_sql,
@@ -36,6 +37,7 @@ A, B = "ARRAY['team_a', 'team_b']::text[]", "ARRAY['k1', 'k2']::text[]"
 
 # statement, the table it reads or writes, its arguments as SQL literals
 CASES = [
+    (BATCH_LOCK_SQL, "teams", [A]),
     (BATCH_KEYS_SQL, "idempotency_keys", [A, B]),
     (BATCH_HOLDS_SQL, "holds", [A, B]),
     (BATCH_GRANTS_SQL, "grants", [A]),

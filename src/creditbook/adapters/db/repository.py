@@ -123,6 +123,12 @@ BATCH_SETTINGS_SQL = (
     "SELECT s.* FROM unnest(%s::text[]) AS w(t) CROSS JOIN LATERAL "
     "(SELECT * FROM billing_settings x WHERE x.team_id = w.t LIMIT 1) s"
 )
+# The lateral form also fixes the lock order: the probes run in the array's order
+# (``ids`` sorted, as every other locker of several teams does), one row lock each.
+BATCH_LOCK_SQL = (
+    "SELECT t.id, t.due_at FROM unnest(%s::text[]) AS w(i) CROSS JOIN LATERAL "
+    "(SELECT id, due_at FROM teams x WHERE x.id = w.i FOR UPDATE) t"
+)
 TEAM_DUE_SQL = "UPDATE teams SET due_at = %s WHERE id = %s"
 BATCH_CAPS_SQL = (
     "SELECT m.* FROM unnest(%s::text[]) AS w(t) CROSS JOIN LATERAL "
@@ -720,9 +726,7 @@ class SqlUnitOfWork:
                 raw.cursor(row_factory=namedtuple_row) for _ in range(5)
             )
             grants_cursor = raw.cursor()  # plain tuples: see grants_from_tuples
-            locks.execute(
-                "SELECT id, due_at FROM teams WHERE id = ANY(%s) ORDER BY id FOR UPDATE", [ids]
-            )
+            locks.execute(BATCH_LOCK_SQL, [ids])
             if wanted_keys:
                 keys_found.execute(
                     BATCH_KEYS_SQL, [[t for t, _ in wanted_keys], [k for _, k in wanted_keys]]
