@@ -8,12 +8,14 @@ balance: two processes can never both read the same credits as free.
 from __future__ import annotations
 
 import sqlite3
+import time
 from pathlib import Path
 from typing import Any
 
 import platformdirs
 from sqlalchemy import Engine, create_engine, event
 from sqlalchemy.engine import make_url
+from sqlalchemy.exc import DisconnectionError
 from sqlalchemy.pool import QueuePool, StaticPool
 
 
@@ -37,14 +39,38 @@ def make_engine(url: str | None = None, *, pool_size: int = 10, echo: bool = Fal
     parsed = make_url(url)
     if parsed.get_backend_name() == "sqlite":
         return _sqlite_engine(url, echo=echo, pool_size=pool_size)
-    return create_engine(
-        url,
-        echo=echo,
-        pool_size=pool_size,
-        max_overflow=pool_size,
-        pool_pre_ping=True,
-        future=True,
+    return _ping_when_idle(
+        create_engine(url, echo=echo, pool_size=pool_size, max_overflow=pool_size, future=True)
     )
+
+
+# A pooled connection is pinged before use only when it sat idle this long (a
+# duration in seconds). SQLAlchemy's ``pool_pre_ping`` pings at every checkout: one
+# more round trip for every transaction, for a connection that was in use a moment
+# ago. A server restart or an idle-connection timeout hits connections that waited;
+# one that fails in the window is still invalidated and replaced at its first error.
+PING_AFTER_IDLE_SECONDS = 1.0
+
+
+def _ping_when_idle(engine: Engine) -> Engine:
+    """Pessimistic disconnect handling, as SQLAlchemy documents it, for idle connections."""
+
+    @event.listens_for(engine, "checkin")
+    def _on_checkin(_dbapi_conn: Any, record: Any) -> None:
+        record.info["idle_since"] = time.monotonic()
+
+    @event.listens_for(engine, "checkout")
+    def _on_checkout(dbapi_conn: Any, record: Any, _proxy: Any) -> None:
+        since = record.info.get("idle_since")
+        if since is None or time.monotonic() - since < PING_AFTER_IDLE_SECONDS:
+            return
+        try:
+            engine.dialect.do_ping(dbapi_conn)
+        except Exception as exc:
+            # The pool drops this connection and checks out a new one.
+            raise DisconnectionError("pooled connection is gone") from exc
+
+    return engine
 
 
 def _sqlite_engine(url: str, *, echo: bool, pool_size: int = 10) -> Engine:

@@ -1,0 +1,94 @@
+"""PostgreSQL's pool pings a connection only after it sat idle, and replaces a dead one.
+
+``pool_pre_ping`` cost a round trip per transaction; the engine now pings a
+pooled connection only when it waited at least ``PING_AFTER_IDLE_SECONDS``.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import pytest
+from sqlalchemy import create_engine, text
+
+import creditbook
+from creditbook.adapters.db import engine as engine_module
+
+pytestmark = pytest.mark.postgres
+
+
+def _book_with_a_team(url: str) -> tuple[creditbook.Creditbook, str]:
+    book = creditbook.open(url)
+    team = book.create_team("Pool").id
+    return book, team
+
+
+def _count_pings(book: creditbook.Creditbook, monkeypatch: pytest.MonkeyPatch) -> list[int]:
+    assert book.engine is not None
+    dialect = book.engine.dialect
+    original = dialect.do_ping
+    pings: list[int] = []
+
+    def counting(dbapi_conn: Any) -> bool:
+        pings.append(1)
+        return original(dbapi_conn)
+
+    monkeypatch.setattr(dialect, "do_ping", counting)
+    return pings
+
+
+def _kill_other_backends(url: str) -> None:
+    admin = create_engine(url.rsplit("/", 1)[0] + "/postgres", isolation_level="AUTOCOMMIT")
+    name = url.rsplit("/", 1)[1]
+    with admin.connect() as conn:
+        killed = conn.execute(
+            text(
+                "SELECT count(pg_terminate_backend(pid)) FROM pg_stat_activity "
+                "WHERE datname = :n AND pid <> pg_backend_pid()"
+            ),
+            {"n": name},
+        ).scalar_one()
+    admin.dispose()
+    assert killed >= 1
+
+
+def test_a_connection_used_a_moment_ago_is_not_pinged(
+    fresh_pg_url: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    book, team = _book_with_a_team(fresh_pg_url)
+    pings = _count_pings(book, monkeypatch)
+    monkeypatch.setattr(engine_module, "PING_AFTER_IDLE_SECONDS", 3600.0)
+    for _ in range(5):
+        book.balance(team)
+    assert pings == []
+    monkeypatch.setattr(engine_module, "PING_AFTER_IDLE_SECONDS", 0.0)
+    book.balance(team)
+    assert pings == [1]
+    assert book.engine is not None
+    book.engine.dispose()
+
+
+def test_a_connection_that_died_while_idle_is_replaced_before_use(
+    fresh_pg_url: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    book, team = _book_with_a_team(fresh_pg_url)
+    book.grant(team, 50, reason="start")
+    _kill_other_backends(fresh_pg_url)
+    monkeypatch.setattr(engine_module, "PING_AFTER_IDLE_SECONDS", 0.0)
+    assert book.balance(team).available == 50
+    assert book.charge(team, "email_finder", outcome="deliverable").credits == 5
+    assert book.engine is not None
+    book.engine.dispose()
+
+
+def test_without_the_ping_a_dead_idle_connection_fails_its_first_use(
+    fresh_pg_url: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # Shows what the test above guards against.
+    book, team = _book_with_a_team(fresh_pg_url)
+    _kill_other_backends(fresh_pg_url)
+    monkeypatch.setattr(engine_module, "PING_AFTER_IDLE_SECONDS", 3600.0)
+    with pytest.raises(Exception, match="terminat|closed|connection"):
+        book.balance(team)
+    assert book.engine is not None
+    book.engine.dispose()
