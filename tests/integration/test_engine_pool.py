@@ -88,7 +88,7 @@ def test_without_the_ping_a_dead_idle_connection_fails_its_first_use(
     book, team = _book_with_a_team(fresh_pg_url)
     _kill_other_backends(fresh_pg_url)
     monkeypatch.setattr(engine_module, "PING_AFTER_IDLE_SECONDS", 3600.0)
-    with pytest.raises(Exception, match="terminat|closed|connection"):
+    with pytest.raises(Exception, match=r"terminat|closed|connection"):
         book.balance(team)
     assert book.engine is not None
     book.engine.dispose()
