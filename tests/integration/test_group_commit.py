@@ -306,3 +306,46 @@ def test_per_team_group_commit_keeps_each_team_exact(book: creditbook.Creditbook
     assert sorted(ok) == sorted([teams[0]] * 4 + [teams[1]] * 4)
     assert group.stats.commands == 12
     assert all(book.balance(t).available == 0 and book.audit(t).clean for t in teams)
+
+
+@pytest.mark.postgres
+def test_two_processes_batching_the_same_teams_charge_each_call_once(fresh_pg_url: str) -> None:
+    # Two engines, as two server processes, each with its committer: their batches
+    # lock overlapping teams (in id order) and every call is charged exactly once.
+    import random
+
+    books = [creditbook.open(fresh_pg_url) for _ in range(2)]
+    teams = [_team(books[0], 100_000) for _ in range(3)]
+    for book in books:
+        book.enable_group_commit()
+    errors: list[BaseException] = []
+
+    def work(i: int) -> None:
+        book = books[i % 2]
+        pick = random.Random(i)
+        try:
+            for n in range(60):
+                book.charge(
+                    pick.choice(teams),
+                    "email_finder",
+                    outcome="deliverable",
+                    idempotency_key=f"w{i}-{n}",
+                )
+        except BaseException as exc:  # reported below
+            errors.append(exc)
+
+    try:
+        _in_threads(16, work)
+    finally:
+        stats = [book.group_commit.stats for book in books if book.group_commit]
+        for book in books:
+            book.disable_group_commit()
+    assert errors == []
+    assert all(s.batches > 0 and s.largest > 1 for s in stats)
+    spent = sum(100_000 - books[0].balance(t).available for t in teams)
+    assert spent == 16 * 60 * COST
+    assert sum(len(_charge_entries(books[0], t)) for t in teams) == 16 * 60
+    assert books[0].audit().problems == []
+    for book in books:
+        assert book.engine is not None
+        book.engine.dispose()
