@@ -110,3 +110,32 @@ def test_the_old_forms_this_guards_against_scan_an_empty_table(
     engine.dispose()
     plan = _generic_plan(fresh_pg_url, sql, args)
     assert f"Seq Scan on {table}" in plan, plan
+
+
+def _prepared_updates(conn: object) -> list[str]:
+    rows = conn.exec_driver_sql(  # type: ignore[attr-defined]
+        "SELECT statement FROM pg_prepared_statements WHERE starts_with(statement, 'UPDATE')"
+    ).fetchall()
+    return [r[0] for r in rows]
+
+
+def test_set_based_updates_are_planned_at_every_run(fresh_pg_url: str) -> None:
+    # The sweep's and the enrichment jobs' bulk updates run unprepared: a plan kept
+    # from a young table would scan a grown one for the server's whole life.
+    from creditbook.adapters.db.tables import teams
+    from creditbook.service.sweep import bulk_update
+
+    book = creditbook.open(fresh_pg_url)
+    team = book.create_team("Plans").id
+    with book.uow() as uow:
+        for _ in range(12):
+            bulk_update(uow, teams, ("id",), [{"id": team, "due_at": None}])
+        assert _prepared_updates(uow.conn) == []
+        # What it guards against: the same statement through psycopg's defaults.
+        raw = uow.conn.connection.driver_connection
+        for _ in range(12):
+            raw.execute("UPDATE teams SET due_at = NULL WHERE id = %s", [team])
+        assert len(_prepared_updates(uow.conn)) == 1
+        uow.rollback()
+    assert book.engine is not None
+    book.engine.dispose()

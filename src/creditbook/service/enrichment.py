@@ -47,7 +47,7 @@ from pathlib import Path
 from typing import Any, ClassVar
 from weakref import WeakKeyDictionary
 
-from sqlalchemy import Connection, and_, bindparam, func, insert, select, text, update
+from sqlalchemy import Connection, and_, bindparam, func, insert, select, update
 from sqlalchemy.dialects import postgresql, sqlite
 
 from creditbook.adapters.db.repository import SqlUnitOfWork
@@ -374,12 +374,12 @@ def _update_items(uow: SqlUnitOfWork, statement: Any, rows: list[dict[str, Any]]
     last = {tuple(r[k] for k in _ITEM_KEYS): r for r in rows}
     sql = (
         f"UPDATE enrichment_items AS t SET {sets} "
-        "FROM json_to_recordset(CAST(:rows AS json)) AS v(b_team text, b_job text, "
+        "FROM json_to_recordset(CAST(%s AS json)) AS v(b_team text, b_job text, "
         f"b_lead integer, b_feature text, {record}) "
         "WHERE t.team_id = v.b_team AND t.job_id = v.b_job AND t.lead_index = v.b_lead "
         "AND t.feature = v.b_feature"
     )
-    uow.conn.execute(text(sql), {"rows": json.dumps(list(last.values()))})
+    uow.execute_unprepared(sql, [json.dumps(list(last.values()))])
 
 
 def _item_key(job_id: str, lead_index: int, feature: str, step: str, attempt: int) -> str:

@@ -61,7 +61,6 @@ from sqlalchemy import (
     func,
     insert,
     select,
-    text,
     update,
 )
 from sqlalchemy.dialects.postgresql import ARRAY
@@ -624,10 +623,10 @@ def bulk_update(
     sql = (
         f'UPDATE "{table.name}" AS t SET '
         + ", ".join(f'"{n}" = v."{n}"' for n in values)
-        + f" FROM json_to_recordset(CAST(:rows AS json)) AS v({_record(table, names)}) WHERE "
+        + f" FROM json_to_recordset(CAST(%s AS json)) AS v({_record(table, names)}) WHERE "
         + " AND ".join(f't."{k}" = v."{k}"' for k in keys)
     )
-    uow.conn.execute(text(sql), {"rows": _json(rows)})
+    uow.execute_unprepared(sql, [_json(rows)])
 
 
 def _record(table: Table, names: Sequence[str]) -> str:

@@ -805,6 +805,18 @@ class SqlUnitOfWork:
             book.clear_pending()
         self.commit()
 
+    def execute_unprepared(self, sql: str, params: Sequence[Any]) -> None:
+        """Run a set-based statement (PostgreSQL, ``%s`` parameters), planned at every run.
+
+        psycopg prepares a statement after five runs, and PostgreSQL then keeps
+        the plan made with that moment's table sizes for the connection's life
+        (see ``BATCH_KEYS_SQL``). A statement of thousands of rows (the sweep's
+        and the enrichment jobs' updates) pays a fraction of a millisecond to be
+        planned with today's sizes instead, in a long-lived server whose tables grew.
+        """
+        raw: Any = self.conn.connection.driver_connection
+        raw.execute(sql, params, prepare=False)
+
     def _pg_pipeline(self, statements: Sequence[_Statement], *, commit: bool = False) -> None:
         if not statements and not commit:
             return
