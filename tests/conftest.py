@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import os
 import uuid
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from datetime import UTC, datetime
 from pathlib import Path
 
@@ -52,17 +52,33 @@ def create_pg_database(prefix: str = "cb_test") -> str:
     return make_url(PG_SERVER_URL).set(database=name).render_as_string(hide_password=False)
 
 
-def drop_pg_database(url: str) -> None:
+def terminate_pg_sessions(url: str) -> int:
+    """End every session on ``url``'s database (as a server restart would); how many."""
     name = make_url(url).database
     engine = _pg_admin_engine()
     with engine.connect() as conn:
-        conn.execute(
+        ended = conn.execute(
             text(
-                "SELECT pg_terminate_backend(pid) FROM pg_stat_activity "
+                "SELECT count(pg_terminate_backend(pid)) FROM pg_stat_activity "
                 "WHERE datname = :n AND pid <> pg_backend_pid()"
             ),
             {"n": name},
-        )
+        ).scalar_one()
+    engine.dispose()
+    return int(ended)
+
+
+@pytest.fixture
+def end_pg_sessions() -> Callable[[str], int]:
+    """``terminate_pg_sessions``, for tests that cut a database's connections."""
+    return terminate_pg_sessions
+
+
+def drop_pg_database(url: str) -> None:
+    name = make_url(url).database
+    terminate_pg_sessions(url)
+    engine = _pg_admin_engine()
+    with engine.connect() as conn:
         conn.execute(text(f'DROP DATABASE IF EXISTS "{name}"'))
     engine.dispose()
 

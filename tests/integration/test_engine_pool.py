@@ -6,10 +6,10 @@ pooled connection only when it waited at least ``PING_AFTER_IDLE_SECONDS``.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import Any
 
 import pytest
-from sqlalchemy import create_engine, text
 
 import creditbook
 from creditbook.adapters.db import engine as engine_module
@@ -37,19 +37,13 @@ def _count_pings(book: creditbook.Creditbook, monkeypatch: pytest.MonkeyPatch) -
     return pings
 
 
-def _kill_other_backends(url: str) -> None:
-    admin = create_engine(url.rsplit("/", 1)[0] + "/postgres", isolation_level="AUTOCOMMIT")
-    name = url.rsplit("/", 1)[1]
-    with admin.connect() as conn:
-        killed = conn.execute(
-            text(
-                "SELECT count(pg_terminate_backend(pid)) FROM pg_stat_activity "
-                "WHERE datname = :n AND pid <> pg_backend_pid()"
-            ),
-            {"n": name},
-        ).scalar_one()
-    admin.dispose()
-    assert killed >= 1
+def _book_whose_idle_connection_died(
+    url: str, end_sessions: Callable[[str], int]
+) -> tuple[creditbook.Creditbook, str]:
+    book, team = _book_with_a_team(url)
+    book.grant(team, 50, reason="start")
+    assert end_sessions(url) >= 1  # the pooled connection is gone
+    return book, team
 
 
 def test_a_connection_used_a_moment_ago_is_not_pinged(
@@ -69,11 +63,9 @@ def test_a_connection_used_a_moment_ago_is_not_pinged(
 
 
 def test_a_connection_that_died_while_idle_is_replaced_before_use(
-    fresh_pg_url: str, monkeypatch: pytest.MonkeyPatch
+    fresh_pg_url: str, monkeypatch: pytest.MonkeyPatch, end_pg_sessions: Callable[[str], int]
 ) -> None:
-    book, team = _book_with_a_team(fresh_pg_url)
-    book.grant(team, 50, reason="start")
-    _kill_other_backends(fresh_pg_url)
+    book, team = _book_whose_idle_connection_died(fresh_pg_url, end_pg_sessions)
     monkeypatch.setattr(engine_module, "PING_AFTER_IDLE_SECONDS", 0.0)
     assert book.balance(team).available == 50
     assert book.charge(team, "email_finder", outcome="deliverable").credits == 5
@@ -82,11 +74,10 @@ def test_a_connection_that_died_while_idle_is_replaced_before_use(
 
 
 def test_without_the_ping_a_dead_idle_connection_fails_its_first_use(
-    fresh_pg_url: str, monkeypatch: pytest.MonkeyPatch
+    fresh_pg_url: str, monkeypatch: pytest.MonkeyPatch, end_pg_sessions: Callable[[str], int]
 ) -> None:
     # Shows what the test above guards against.
-    book, team = _book_with_a_team(fresh_pg_url)
-    _kill_other_backends(fresh_pg_url)
+    book, team = _book_whose_idle_connection_died(fresh_pg_url, end_pg_sessions)
     monkeypatch.setattr(engine_module, "PING_AFTER_IDLE_SECONDS", 3600.0)
     with pytest.raises(Exception, match=r"terminat|closed|connection"):
         book.balance(team)

@@ -129,7 +129,6 @@ BATCH_LOCK_SQL = (
     "SELECT t.id, t.due_at FROM unnest(%s::text[]) AS w(i) CROSS JOIN LATERAL "
     "(SELECT id, due_at FROM teams x WHERE x.id = w.i FOR UPDATE) t"
 )
-TEAM_DUE_SQL = "UPDATE teams SET due_at = %s WHERE id = %s"
 BATCH_CAPS_SQL = (
     "SELECT m.* FROM unnest(%s::text[]) AS w(t) CROSS JOIN LATERAL "
     "(SELECT * FROM members x WHERE x.team_id = w.t AND x.monthly_cap IS NOT NULL OFFSET 0) m"
@@ -794,12 +793,7 @@ class SqlUnitOfWork:
         if receipts:
             statements.append(_pg_insert(idempotency_keys, receipts))
         if due:
-            statements.append(
-                (
-                    TEAM_DUE_SQL,
-                    [(d, t) for t, d in sorted(due.items())],
-                )
-            )
+            statements.append((TEAM_DUE_SQL, [(d, t) for t, d in sorted(due.items())]))
         self._pg_pipeline(statements, commit=True)
         for book in chosen:
             book.clear_pending()
@@ -1076,6 +1070,10 @@ def _pg_insert(table: Table, rows: Sequence[dict[str, Any]]) -> _Statement:
     return _pg_insert_sql(table, tuple(rows[0])), [(_json_rows(rows),)]
 
 
+_KEYS = ("team_id", "id")
+TEAM_DUE_SQL = "UPDATE teams SET due_at = %s WHERE id = %s"
+
+
 def _pg_update(table: Table, rows: Sequence[dict[str, Any]]) -> _Statement:
     """One UPDATE by primary key per row, sent together (executemany in the pipeline).
 
@@ -1100,9 +1098,6 @@ def _pg_insert_sql(table: Table, names: tuple[str, ...]) -> str:
         f'INSERT INTO "{table.name}" ({columns}) SELECT {columns} '
         f"FROM json_to_recordset(%s::json) AS v({record})"
     )
-
-
-_KEYS = ("team_id", "id")
 
 
 @functools.lru_cache(maxsize=64)
