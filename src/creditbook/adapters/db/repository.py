@@ -30,6 +30,7 @@ from sqlalchemy import (
     update,
 )
 
+from creditbook.adapters.db.sqlite_rows import SqliteSelect, placeholders
 from creditbook.adapters.db.tables import (
     grants,
     holds,
@@ -278,16 +279,6 @@ def member_from_row(row: Any) -> Member:
         active=row.active,
     )
 
-
-_UPDATE_GRANT = (
-    update(grants)
-    .where(and_(grants.c.team_id == bindparam("b_team_id"), grants.c.id == bindparam("b_id")))
-    .values(
-        remaining=bindparam("b_remaining"),
-        reserved=bindparam("b_reserved"),
-        closed=bindparam("b_closed"),
-    )
-)
 
 _UPDATE_HOLD = (
     update(holds)
@@ -549,18 +540,11 @@ class SqlUnitOfWork:
         if new_grants:
             conn.execute(insert(grants), [grant_to_row(g) for g in new_grants])
         if changed_grants:
-            conn.execute(
-                _UPDATE_GRANT,
-                [
-                    {
-                        "b_team_id": g.team_id,
-                        "b_id": g.id,
-                        "b_remaining": g.remaining,
-                        "b_reserved": g.reserved,
-                        "b_closed": g.closed,
-                    }
-                    for g in changed_grants
-                ],
+            # Straight to the driver, as insert_entries: one changed grant per charge.
+            raw: Any = conn.connection.driver_connection
+            raw.executemany(
+                _SQLITE_UPDATE_GRANT,
+                [(g.remaining, g.reserved, g.closed, g.team_id, g.id) for g in changed_grants],
             )
         if new_holds:
             conn.execute(insert(holds), [hold_to_row(h) for h in new_holds])
@@ -703,6 +687,8 @@ class SqlUnitOfWork:
         ids = sorted(set(team_ids))
         wanted_keys = sorted(set(keys))
         wanted_holds = sorted(set(hold_keys))
+        if self.dialect == "sqlite" and ids:
+            return self._sqlite_read_batch(ids, wanted_keys, wanted_holds, caps)
         if self.dialect != "postgresql" or not ids:
             answer = (
                 self.lock_teams(ids),
@@ -770,6 +756,54 @@ class SqlUnitOfWork:
         for cursor in (locks, keys_found, grants_cursor, holds_found_c, settings_c, caps_c):
             cursor.close()
         return due, stored, found, holds_found
+
+    def _sqlite_read_batch(
+        self,
+        ids: list[str],
+        wanted_keys: list[tuple[str, str]],
+        wanted_holds: list[tuple[str, str]],
+        caps: bool,
+    ) -> tuple[
+        dict[str, datetime | None],
+        dict[tuple[str, str], tuple[str, str, dict[str, Any]]],
+        dict[str, list[Grant]],
+        dict[tuple[str, str], Hold],
+    ]:
+        """``read_batch`` on SQLite: the same reads on sqlite3 directly (see sqlite_rows).
+
+        ``BEGIN IMMEDIATE`` (the unit of work's first statement) already holds
+        the database's write lock, so reading the teams is the lock.
+        """
+        raw: Any = self.conn.connection.driver_connection
+        in_ids = f"IN ({placeholders(len(ids))})"
+        due = {r.id: r.due_at for r in _SQLITE_TEAMS.rows(raw, f"id {in_ids} ORDER BY id", ids)}
+        stored: dict[tuple[str, str], tuple[str, str, dict[str, Any]]] = {}
+        if wanted_keys:
+            by_team: dict[str, list[str]] = {}
+            for team_id, key in wanted_keys:
+                by_team.setdefault(team_id, []).append(key)
+            # One equality on the leading key column per team: the primary key's index.
+            where = " OR ".join(
+                f'(team_id = ? AND "key" IN ({placeholders(len(k))}))' for k in by_team.values()
+            )
+            params = [v for team_id, k in by_team.items() for v in (team_id, *k)]
+            for r in _SQLITE_KEYS.rows(raw, where, params):
+                stored[(r.team_id, r.key)] = (r.request_hash, r.operation, r.response)
+        found = grants_from_tuples(
+            ids, _SQLITE_GRANTS.rows(raw, f"team_id {in_ids} AND remaining > 0", ids)
+        )
+        settings: dict[str, Any] = dict.fromkeys(ids)
+        for r in _SQLITE_SETTINGS.rows(raw, f"team_id {in_ids}", ids):
+            settings[r.team_id] = r
+        self.prefetched_settings = settings
+        if caps:
+            capped: dict[str, dict[str, Member]] = {team_id: {} for team_id in ids}
+            for r in _SQLITE_MEMBERS.rows(
+                raw, f"team_id {in_ids} AND monthly_cap IS NOT NULL", ids
+            ):
+                capped[r.team_id][r.id] = member_from_row(r)
+            self.prefetched_caps = capped
+        return due, stored, found, self.load_holds_of(wanted_holds)
 
     def write_batch_and_commit(
         self,
@@ -910,6 +944,15 @@ class SqlUnitOfWork:
         return [entry_from_row(r, postings.get(r.id, ())) for r in rows]
 
 
+_SQLITE_TEAMS = SqliteSelect(teams, ("id", "due_at"))
+_SQLITE_KEYS = SqliteSelect(
+    idempotency_keys, ("team_id", "key", "request_hash", "operation", "response")
+)
+# In LIVE_GRANTS_SQL's column order: grants_from_tuples reads them by position.
+_SQLITE_GRANTS = SqliteSelect(grants, [c.strip() for c in _GRANT_COLUMNS.split(",")])
+_SQLITE_SETTINGS = SqliteSelect(billing_settings)
+_SQLITE_MEMBERS = SqliteSelect(members)
+
 ENTRY_COLUMNS = (
     "team_id", "id", "kind", "created_at", "credits", "feature", "quantity", "outcome",
     "unit_cost", "multiplier", "member_id", "api_key_id", "job_id", "operator", "hold_id",
@@ -925,6 +968,10 @@ def _sqlite_insert(table: str, columns: Sequence[str]) -> str:
 
 _SQLITE_INSERT_ENTRY = _sqlite_insert("ledger_entries", ENTRY_COLUMNS)
 _SQLITE_INSERT_POSTING = _sqlite_insert("ledger_postings", POSTING_COLUMNS)
+_SQLITE_UPDATE_GRANT = (
+    'UPDATE "grants" SET "remaining" = ?, "reserved" = ?, "closed" = ? '
+    'WHERE "team_id" = ? AND "id" = ?'
+)
 _SQLITE_INSERT_KEY = _sqlite_insert(
     "idempotency_keys", ("team_id", "key", "request_hash", "operation", "response", "created_at")
 )
