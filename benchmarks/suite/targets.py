@@ -32,6 +32,7 @@ HTTP_NOOP_C128 = "http noop c128"
 HTTP_CHARGE_C32 = "http charges c32"
 HTTP_CHARGE_C128 = "http charges c128"
 SQLITE_DURABLE = "sqlite durable charges"
+SQLITE_DURABLE_BATCH = "sqlite durable charges charge_many x100 c1"
 TICK_100K = "creditbook tick 100k teams"
 ENRICH_100K = "enrichment 100k leads"
 
@@ -45,6 +46,7 @@ PLANNED_ROWS: dict[str, str] = {
     HTTP_CHARGE_C32: "POST charges through the HTTP API, wrk 32 connections",
     HTTP_CHARGE_C128: "POST charges through the HTTP API, wrk 128 connections",
     SQLITE_DURABLE: "durable charges/s on the SQLite backend (one process)",
+    SQLITE_DURABLE_BATCH: "the same through the batch API, 100 charges per call",
     TICK_100K: "`creditbook tick` (renewals, expiries) over 100,000 teams, teams/s",
     ENRICH_100K: "enrichment job over 100,000 leads (sandbox providers), lead-features/s",
 }
@@ -99,7 +101,15 @@ RATIOS: list[Ratio] = [
 
 LIMITS: list[Limit] = [
     Limit(HTTP_CHARGE_C32, "p99_ms", maximum=50.0, source="target: p99 < 50 ms at 32 conns"),
+    # Judged twice: single charges from 32 threads, and the batch API (issue 8 asks
+    # for both; a host that charges in bulk, such as an enrichment job, uses the latter).
     Limit(SQLITE_DURABLE, "throughput", minimum=20_000, source="target: SQLite >= 20k/s"),
+    Limit(
+        SQLITE_DURABLE_BATCH,
+        "throughput",
+        minimum=20_000,
+        source="target: SQLite >= 20k/s, through charge_many",
+    ),
     Limit(TICK_100K, "throughput", minimum=5_000, source="target: tick >= 5,000 teams/s"),
     Limit(ENRICH_100K, "throughput", minimum=2_000, source="target: >= 2,000 lead-features/s"),
 ]

@@ -45,6 +45,7 @@ from ..targets import (
     LIB_ZIPF_C8,
     LIB_ZIPF_C32,
     SQLITE_DURABLE,
+    SQLITE_DURABLE_BATCH,
 )
 
 DBNAME = "cb_bench_library"
@@ -52,6 +53,7 @@ TEAMS = 10_000
 BALANCE = 1_000_000_000  # the catalog's largest grant: no row can drain a team
 FEATURE, OUTCOME, COST = "email_finder", "deliverable", 5
 BATCH = 100
+assert f"{SQLITE_DURABLE} charge_many x{BATCH} c1" == SQLITE_DURABLE_BATCH  # targets' name
 
 
 def _load() -> float:
@@ -281,7 +283,7 @@ _zipf_row(f"{LIB_ZIPF_C32} no group commit", 32, grouped=False)
 _batch_row(f"library hot team charge_many x{BATCH} c8", 8)
 _hot_row(SQLITE_DURABLE, 32, grouped=True, sqlite=True)
 _hot_row(f"{SQLITE_DURABLE} no group commit c8", 8, grouped=False, sqlite=True)
-_batch_row(f"{SQLITE_DURABLE} charge_many x{BATCH} c1", 1, sqlite=True)
+_batch_row(SQLITE_DURABLE_BATCH, 1, sqlite=True)
 
 
 # ---- statements and round trips per charge (not a row: ``python -m``) ----------------------
