@@ -101,8 +101,8 @@ RATIOS: list[Ratio] = [
 
 LIMITS: list[Limit] = [
     Limit(HTTP_CHARGE_C32, "p99_ms", maximum=50.0, source="target: p99 < 50 ms at 32 conns"),
-    # Judged twice: single charges from 32 threads, and the batch API (issue 8 asks
-    # for both; a host that charges in bulk, such as an enrichment job, uses the latter).
+    # Judged twice: single charges from 32 threads, and the batch API the same issue
+    # asks for (what a host that charges in bulk, such as an enrichment job, calls).
     Limit(SQLITE_DURABLE, "throughput", minimum=20_000, source="target: SQLite >= 20k/s"),
     Limit(
         SQLITE_DURABLE_BATCH,

@@ -57,7 +57,9 @@ def _sqlalchemy_rows(uow: SqlUnitOfWork, table: Table, columns: tuple[str, ...])
     return sorted(tuple(r) for r in uow.conn.execute(query))
 
 
-@pytest.mark.parametrize("table", [teams, idempotency_keys, grants, billing_settings, members])
+@pytest.mark.parametrize(
+    "table", [teams, idempotency_keys, grants, billing_settings, members], ids=lambda t: t.name
+)
 def test_every_column_reads_as_sqlalchemy_reads_it(
     filled: tuple[creditbook.Creditbook, str, list[str]], table: Table
 ) -> None:

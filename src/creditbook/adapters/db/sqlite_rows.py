@@ -3,11 +3,11 @@
 The group committer reads a batch's teams, idempotency keys, grants and
 settings before applying it. On SQLite each of those reads went through
 SQLAlchemy Core: building the statement, its cache key, the execution context
-and the row processing cost 60 to 250 microseconds per statement, about 480 per
+and the row processing cost 60 to 250 microseconds per statement, about 470 per
 batch, whatever the batch's size: a third of the time of a batch of 8 charges.
 A ``SqliteSelect`` keeps one statement text per table and decodes each column
 from the table's own types (``UTCDateTime``, ``Boolean``, ``JSON``), so its rows
-hold the same values a SQLAlchemy ``select`` returns (see test_sqlite_rows).
+hold the same values a SQLAlchemy ``select`` returns (see test_sqlite_reads).
 """
 
 from __future__ import annotations
