@@ -779,9 +779,7 @@ class SqlUnitOfWork:
         due = {r.id: r.due_at for r in _SQLITE_TEAMS.rows(raw, f"id {in_ids} ORDER BY id", ids)}
         stored: dict[tuple[str, str], tuple[str, str, dict[str, Any]]] = {}
         if wanted_keys:
-            by_team: dict[str, list[str]] = {}
-            for team_id, key in wanted_keys:
-                by_team.setdefault(team_id, []).append(key)
+            by_team = _by_team(wanted_keys)
             # One equality on the leading key column per team: the primary key's index.
             where = " OR ".join(
                 f'(team_id = ? AND "key" IN ({placeholders(len(k))}))' for k in by_team.values()
@@ -1025,10 +1023,15 @@ def _pairs_in(team_column: Any, id_column: Any, pairs: Sequence[tuple[str, str]]
     equality on the leading key column per team lets it use the primary key.
     A batch names few teams.
     """
-    by_team: dict[str, list[str]] = {}
+    return or_(*(and_(team_column == t, id_column.in_(ids)) for t, ids in _by_team(pairs).items()))
+
+
+def _by_team(pairs: Iterable[tuple[str, str]]) -> dict[str, list[str]]:
+    """``(team_id, item)`` pairs grouped by team, in first-seen order."""
+    grouped: dict[str, list[str]] = {}
     for team_id, item in pairs:
-        by_team.setdefault(team_id, []).append(item)
-    return or_(*(and_(team_column == t, id_column.in_(ids)) for t, ids in by_team.items()))
+        grouped.setdefault(team_id, []).append(item)
+    return grouped
 
 
 def _as_datetime(value: Any) -> datetime:
