@@ -5,10 +5,11 @@ from __future__ import annotations
 import hashlib
 
 import pytest
-from api_helpers import Api, assert_problem, bearer
+from api_helpers import Api, TestClient, assert_problem, bearer, make_settings
 from sqlalchemy import select
 
 from creditbook.adapters.db.tables_access import api_keys
+from creditbook.entrypoints.api import create_app
 
 
 def test_a_request_without_a_key_is_unauthorized_with_a_bearer_challenge(api: Api) -> None:
@@ -172,3 +173,49 @@ def test_operator_calls_on_an_unknown_team_are_not_found(api: Api, path: str) ->
     else:
         r = api.client.get(path, headers=api.op)
     assert_problem(r, 404, "not_found")
+
+
+SPEND_ROUTES = [
+    ("/v1/charges", {"feature": "email_finder", "outcome": "deliverable"}),
+    ("/v1/holds", {"feature": "email_finder"}),
+    ("/v1/holds/hold_x/capture", {"outcome": "found"}),
+    ("/v1/holds/hold_x/release", None),
+]
+
+
+@pytest.mark.parametrize(("path", "body"), SPEND_ROUTES)
+def test_the_spend_routes_check_the_caller_as_every_other_team_route(
+    api: Api, path: str, body: dict[str, str] | None
+) -> None:
+    # The spend routes resolve the caller with ONE dependency (deps.spender) instead
+    # of the services -> caller -> team_caller chain: the same refusals, in the same order.
+    team = api.new_team(credits=100)
+    r = api.client.post(path, json=body)
+    assert_problem(r, 401, "unauthorized")
+    assert r.headers["www-authenticate"].startswith("Bearer")
+    for header in (bearer("cbk.team_x.key_y.secret"), {"Authorization": "Basic abc"}):
+        assert_problem(api.client.post(path, json=body, headers=header), 401, "unauthorized")
+    assert_problem(api.client.post(path, json=body, headers=api.op), 403, "forbidden")
+    api.client.patch(f"/v1/teams/{team.id}", json={"status": "suspended"}, headers=api.op)
+    r = api.client.post(path, json=body, headers=team.admin)
+    assert_problem(r, 403, "team_suspended")
+    api.client.patch(f"/v1/teams/{team.id}", json={"status": "active"}, headers=api.op)
+    assert api.available(team) == 100
+    schema = api.client.get("/openapi.json").json()
+    operation = schema["paths"][path.replace("hold_x", "{hold_id}")]["post"]
+    assert operation["security"] == [{"ApiKey": []}]
+
+
+def test_the_spend_routes_count_against_the_keys_rate_limit(api: Api) -> None:
+    team = api.new_team(credits=100)
+    app = create_app(api.book, make_settings(rate_limit_requests=2, rate_limit_window_seconds=60))
+    charge = {"feature": "email_finder", "outcome": "deliverable"}
+    with TestClient(app) as limited:
+        statuses = [
+            limited.post("/v1/charges", json=charge, headers=team.admin).status_code
+            for _ in range(3)
+        ]
+        held = limited.post("/v1/holds", json={"feature": "email_finder"}, headers=team.admin)
+    assert statuses == [201, 201, 429]
+    assert_problem(held, 429, "rate_limited")
+    assert api.available(team) == 90

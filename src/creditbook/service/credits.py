@@ -99,8 +99,13 @@ class LedgerPage:
     next_cursor: str | None
 
 
+# ``json.dumps`` with any non-default option builds a new encoder per call; one shared
+# encoder writes the same text (stored hashes stay valid) without that cost per charge.
+_CANONICAL = json.JSONEncoder(sort_keys=True, default=str)
+
+
 def request_hash(operation: str, request: dict[str, Any]) -> str:
-    canonical = json.dumps({"op": operation, **request}, sort_keys=True, default=str)
+    canonical = _CANONICAL.encode({"op": operation, **request})
     return hashlib.sha256(canonical.encode()).hexdigest()
 
 

@@ -574,7 +574,7 @@ class SqlUnitOfWork:
         # same text it would write (see sqlite_time, test_sqlite_raw_rows).
         raw: Any = self.conn.connection.driver_connection
         raw.executemany(
-            _SQLITE_INSERT_ENTRY, [entry_tuple(e, sqlite_time, json.dumps) for e in entries]
+            _SQLITE_INSERT_ENTRY, [entry_tuple(e, sqlite_time, _json_text) for e in entries]
         )
         postings = posting_tuples(entries)
         if postings:
@@ -992,6 +992,11 @@ def sqlite_time(value: datetime | None) -> str | None:
 def _sqlite_text(value: datetime) -> str:
     # A batch stamps every entry and receipt with the same instant: format it once.
     return value.astimezone(UTC).strftime("%Y-%m-%d %H:%M:%S.%f")
+
+
+def _json_text(document: dict[str, Any]) -> str:
+    # Nearly every entry's meta is empty: its text needs no encoder.
+    return json.dumps(document) if document else "{}"
 
 
 def entry_tuple(

@@ -19,7 +19,13 @@ from typing import Annotated
 from fastapi import APIRouter, Path, status
 
 from creditbook.domain.pricing import Call
-from creditbook.entrypoints.api.deps import IdempotencyKey, MemberDep, ServicesDep, actor_of
+from creditbook.entrypoints.api.deps import (
+    IdempotencyKey,
+    MemberDep,
+    ServicesDep,
+    SpenderDep,
+    actor_of,
+)
 from creditbook.entrypoints.api.problems import problem_responses
 from creditbook.entrypoints.api.schemas import (
     CallIn,
@@ -65,9 +71,10 @@ def lemlist_credits(svc: ServicesDep, me: MemberDep) -> LemlistCredits:
     "/v1/charges", status_code=status.HTTP_201_CREATED, response_model=ChargeOut, responses=SPEND
 )
 async def charge(
-    body: ChargeCreate, svc: ServicesDep, me: MemberDep, idempotency_key: IdempotencyKey = None
+    body: ChargeCreate, who: SpenderDep, idempotency_key: IdempotencyKey = None
 ) -> ChargeOut:
     """Charge a use whose outcome is known; a non-billable outcome costs 0 credits."""
+    svc, me = who.svc, who.me
     receipt = await svc.book.charge_async(
         me.team_id,
         body.feature,
@@ -84,9 +91,10 @@ async def charge(
     "/v1/holds", status_code=status.HTTP_201_CREATED, response_model=HoldOut, responses=SPEND
 )
 async def hold(
-    body: HoldCreate, svc: ServicesDep, me: MemberDep, idempotency_key: IdempotencyKey = None
+    body: HoldCreate, who: SpenderDep, idempotency_key: IdempotencyKey = None
 ) -> HoldOut:
     """Reserve the most the work can cost before doing it; capture or release it after."""
+    svc, me = who.svc, who.me
     receipt = await svc.book.hold_async(
         me.team_id,
         body.feature,
@@ -123,12 +131,12 @@ def get_hold(hold_id: HoldId, svc: ServicesDep, me: MemberDep) -> HoldState:
 )
 async def capture(
     hold_id: HoldId,
-    svc: ServicesDep,
-    me: MemberDep,
+    who: SpenderDep,
     body: CaptureIn | None = None,
     idempotency_key: IdempotencyKey = None,
 ) -> ChargeOut:
     """Charge what the held work cost (at most the held amount); the rest returns."""
+    svc, me = who.svc, who.me
     body = body or CaptureIn()
     receipt = await svc.book.capture_async(
         me.team_id,
@@ -144,9 +152,10 @@ async def capture(
 
 @router.post("/v1/holds/{hold_id}/release", response_model=ReleaseOut, responses=SPEND)
 async def release(
-    hold_id: HoldId, svc: ServicesDep, me: MemberDep, idempotency_key: IdempotencyKey = None
+    hold_id: HoldId, who: SpenderDep, idempotency_key: IdempotencyKey = None
 ) -> ReleaseOut:
     """Give back every credit the hold reserved."""
+    svc, me = who.svc, who.me
     r = await svc.book.release_async(
         me.team_id, hold_id, actor=actor_of(me), idempotency_key=idempotency_key
     )
