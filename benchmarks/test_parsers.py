@@ -11,6 +11,7 @@ import io
 import math
 from collections import Counter
 from collections.abc import Callable
+from pathlib import Path
 
 import pytest
 from rich.console import Console
@@ -25,9 +26,10 @@ from suite.core import (
     select_rows,
 )
 from suite.load import Zipf, percentile, run_workers
+from suite.machine import fsync_latency_us, python_speed_us
 from suite.parsers import parse_pgbench_log, parse_pgbench_summary, parse_wrk, wrk_time_to_ms
 from suite.report import RowOutcome, evaluate_limits, evaluate_ratios, markdown_report
-from suite.runner import run_row
+from suite.runner import plot_title, run_row
 from suite.targets import Limit, Ratio
 from suite.wrk import lua_string, run_wrk, wrk_post_script
 
@@ -446,3 +448,30 @@ def test_repeats_report_the_median_throughput_and_keep_every_repetition() -> Non
     assert outcome.result is not None
     assert outcome.result.throughput == 200.0
     assert outcome.result.extra["repeats"] == [300.0, 100.0, 200.0]
+
+
+def test_the_calibration_times_a_python_task_and_an_fsync_and_leaves_no_file(
+    tmp_path: Path,
+) -> None:
+    assert 0 < python_speed_us(seconds=0.05) < 10_000_000
+    assert 0 < fsync_latency_us(str(tmp_path), count=5) < 10_000_000
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_the_report_names_the_machine_and_its_calibration_when_the_run_has_one() -> None:
+    document = {
+        "started_at": "2026-11-25T08:00:00+00:00",
+        "seconds_per_row": 10,
+        "machine": {
+            "nproc": 2,
+            "cpu_model": "AMD EPYC",
+            "postgresql": {"server_version": "15.19", "fsync": "on", "synchronous_commit": "on"},
+            "calibration": {"python_task_us": 1234.5, "fsync_4k_us": 250.0},
+        },
+    }
+    title = plot_title(document)
+    assert "python task 1234.5 us, fsync 250 us" in title
+    text = markdown_report([], [], [], title.replace("\n", " · "))
+    assert text.startswith("Machine: 2026-11-25 · 2 cpus (AMD EPYC)")
+    del document["machine"]["calibration"]
+    assert "python task" not in plot_title(document)

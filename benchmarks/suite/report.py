@@ -187,10 +187,15 @@ def print_report(
 
 
 def markdown_report(
-    outcomes: Sequence[RowOutcome], ratios: Sequence[Verdict], limits: Sequence[Verdict]
+    outcomes: Sequence[RowOutcome],
+    ratios: Sequence[Verdict],
+    limits: Sequence[Verdict],
+    machine: str = "",
 ) -> str:
-    """The same tables as Markdown, for pasting into benchmarks/README.md."""
-    lines = [
+    """The same tables as Markdown, for pasting into benchmarks/README.md; ``machine``,
+    when given, is a line above them saying what measured them."""
+    lines = [f"Machine: {machine}", ""] if machine else []
+    lines += [
         "| row | throughput | unit | p50 ms | p99 ms | audit |",
         "| --- | ---: | --- | ---: | ---: | --- |",
     ]

@@ -115,7 +115,16 @@ def plot_title(document: dict[str, Any]) -> str:
         f"{document['started_at'][:10]} · {machine['nproc']} cpus ({machine['cpu_model']}) · "
         f"{document['seconds_per_row']:g}s per row\nPostgreSQL {version},"
         f" fsync={pg_info.get('fsync')}, synchronous_commit={pg_info.get('synchronous_commit')}"
+        f"{calibration_text(machine)}"
     )
+
+
+def calibration_text(machine: dict[str, Any]) -> str:
+    """``, python task N us, fsync N us`` (empty for result files older than calibration)."""
+    figures = machine.get("calibration")
+    if not figures:
+        return ""
+    return f", python task {figures['python_task_us']:g} us, fsync {figures['fsync_4k_us']:g} us"
 
 
 def replot(source: Path, out: Path, scale: str) -> int:
@@ -123,7 +132,9 @@ def replot(source: Path, out: Path, scale: str) -> int:
     outcomes = [outcome_from_json(r) for r in document["rows"]]
     ratios = evaluate_ratios(outcomes, RATIOS)
     limits = evaluate_limits(outcomes, LIMITS)
-    (out / "latest.md").write_text(markdown_report(outcomes, ratios, limits))
+    (out / "latest.md").write_text(
+        markdown_report(outcomes, ratios, limits, plot_title(document).replace("\n", " · "))
+    )
     plot_throughput(
         outcomes,
         out / "latest.png",
@@ -208,7 +219,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         f" PostgreSQL {machine['postgresql'].get('server_version')}"
         f" fsync={machine['postgresql'].get('fsync')}"
         f" synchronous_commit={machine['postgresql'].get('synchronous_commit')},"
-        f" Python {machine['python']}, load {machine['loadavg_at_start']};"
+        f" Python {machine['python']}, load {machine['loadavg_at_start']}"
+        f"{calibration_text(machine)};"
         f" {len(selected)} rows x {args.repeat} x {args.seconds:g}s[/]"
     )
     ctx = RunContext(args.seconds, pg)
@@ -251,7 +263,14 @@ def main(argv: Sequence[str] | None = None) -> int:
         stamp = started.strftime("%Y%m%dT%H%M%SZ")
         write_json(out / f"{stamp}.json", document)
         write_json(out / "latest.json", document)
-        (out / "latest.md").write_text(markdown_report(outcomes, ratio_verdicts, limit_verdicts))
+        (out / "latest.md").write_text(
+            markdown_report(
+                outcomes,
+                ratio_verdicts,
+                limit_verdicts,
+                plot_title(document).replace("\n", " · "),
+            )
+        )
         if not args.no_plot:
             plot_throughput(
                 outcomes,
