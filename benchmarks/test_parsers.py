@@ -470,8 +470,10 @@ def test_the_report_names_the_machine_and_its_calibration_when_the_run_has_one()
         },
     }
     title = plot_title(document)
-    assert "python task 1234.5 us, fsync 250 us" in title
+    assert title.endswith("\npython task 1234.5 us, fsync 250 us")
     text = markdown_report([], [], [], title.replace("\n", " · "))
     assert text.startswith("Machine: 2026-11-25 · 2 cpus (AMD EPYC)")
+    document["machine"]["calibration_at_end"] = {"python_task_us": 2000.0, "fsync_4k_us": 300.0}
+    assert plot_title(document).endswith("fsync 250 us (at the end: 2000 us, 300 us)")
     del document["machine"]["calibration"]
     assert "python task" not in plot_title(document)

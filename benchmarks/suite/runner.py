@@ -33,7 +33,7 @@ from .core import (
     registered_rows,
     select_rows,
 )
-from .machine import describe_machine
+from .machine import calibrate, describe_machine
 from .report import (
     RowOutcome,
     evaluate_limits,
@@ -115,12 +115,21 @@ def plot_title(document: dict[str, Any]) -> str:
         f"{document['started_at'][:10]} · {machine['nproc']} cpus ({machine['cpu_model']}) · "
         f"{document['seconds_per_row']:g}s per row\nPostgreSQL {version},"
         f" fsync={pg_info.get('fsync')}, synchronous_commit={pg_info.get('synchronous_commit')}"
-        f"{calibration_text(machine)}"
+        + (f"\n{calibration_text(machine).removeprefix(', ')}" if "calibration" in machine else "")
     )
 
 
 def calibration_text(machine: dict[str, Any]) -> str:
-    """``, python task N us, fsync N us`` (empty for result files older than calibration)."""
+    """``, python task N us, fsync N us`` (and the same at the run's end, when measured);
+    empty for result files older than calibration."""
+    figures = machine.get("calibration")
+    if not figures:
+        return ""
+    text = f", python task {figures['python_task_us']:g} us, fsync {figures['fsync_4k_us']:g} us"
+    end = machine.get("calibration_at_end")
+    if end:
+        text += f" (at the end: {end['python_task_us']:g} us, {end['fsync_4k_us']:g} us)"
+    return text
     figures = machine.get("calibration")
     if not figures:
         return ""
@@ -237,6 +246,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     for err in cleanup_errors:
         console.print(f"[red]{err}[/]")
 
+    # Again at the end: a machine whose speed drifted during the run shows it here.
+    machine["calibration_at_end"] = calibrate()
     ratio_verdicts = evaluate_ratios(outcomes, RATIOS)
     limit_verdicts = evaluate_limits(outcomes, LIMITS)
     print_report(console, outcomes, ratio_verdicts, limit_verdicts)
