@@ -11,7 +11,8 @@ The dependencies are ``async def``: FastAPI runs a plain ``def`` dependency on
 its thread pool, and at 32 concurrent charges the hops between the event loop
 and the pool's threads (four per request, all fighting for the GIL) cost more
 than the charge itself. Only a cache miss, which reads the database, goes to a
-thread.
+thread. The spend routes (charge, hold, capture, release) take the same checks as
+one dependency, ``spender``: every node of the tree costs FastAPI work per request.
 """
 
 from __future__ import annotations
@@ -170,9 +171,10 @@ async def spender(
     """``services`` + ``caller`` + ``team_caller`` as ONE dependency for the spend routes.
 
     FastAPI resolves every node of a route's dependency tree on each request; on
-    ``POST /v1/charges`` the five nodes of the general chain cost about a quarter of
-    the framework's time per request (see benchmarks/README.md, sixth pass). Same
-    checks, same errors, same OpenAPI security scheme.
+    ``POST /v1/charges`` the general chain's five nodes cost about a tenth of the
+    server's CPU per charge (interleaved in one process, benchmarks/README.md, sixth
+    pass). Same checks, same errors, same OpenAPI security scheme
+    (tests/api/test_api_auth.py holds them equal).
     """
     svc: Services = request.app.state.services
     return Spender(svc, _team_principal(await _authenticate(svc, credentials)))
