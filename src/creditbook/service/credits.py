@@ -802,7 +802,7 @@ class Creditbook:
         digest = _checked_digest(operation, request, idempotency_key)
         command = Command(team_id, operation, request, idempotency_key, digest, apply, hold_ids)
         try:
-            outcome = await asyncio.wrap_future(group.submit(command))
+            outcome = await group.submit_async(command)
             answer: R = outcome.value(receipt_type)
             return answer
         except CreditbookError as exc:
