@@ -29,7 +29,7 @@ from suite.load import Zipf, percentile, run_workers
 from suite.machine import fsync_latency_us, python_speed_us
 from suite.parsers import parse_pgbench_log, parse_pgbench_summary, parse_wrk, wrk_time_to_ms
 from suite.report import RowOutcome, evaluate_limits, evaluate_ratios, markdown_report
-from suite.runner import plot_title, run_row
+from suite.runner import machine_line, plot_title, run_row
 from suite.targets import Limit, Ratio
 from suite.wrk import lua_string, run_wrk, wrk_post_script
 
@@ -471,7 +471,7 @@ def test_the_report_names_the_machine_and_its_calibration_when_the_run_has_one()
     }
     title = plot_title(document)
     assert title.endswith("\npython task 1234.5 us, fsync 250 us")
-    text = markdown_report([], [], [], title.replace("\n", " · "))
+    text = markdown_report([], [], [], machine_line(document))
     assert text.startswith("Machine: 2026-11-25 · 2 cpus (AMD EPYC)")
     document["machine"]["calibration_at_end"] = {"python_task_us": 2000.0, "fsync_4k_us": 300.0}
     assert plot_title(document).endswith("fsync 250 us (at the end: 2000 us, 300 us)")

@@ -115,25 +115,26 @@ def plot_title(document: dict[str, Any]) -> str:
         f"{document['started_at'][:10]} · {machine['nproc']} cpus ({machine['cpu_model']}) · "
         f"{document['seconds_per_row']:g}s per row\nPostgreSQL {version},"
         f" fsync={pg_info.get('fsync')}, synchronous_commit={pg_info.get('synchronous_commit')}"
-        + (f"\n{calibration_text(machine).removeprefix(', ')}" if "calibration" in machine else "")
+        + (f"\n{calibration}" if (calibration := calibration_text(machine)) else "")
     )
 
 
+def machine_line(document: dict[str, Any]) -> str:
+    """The plot's title on one line: what measured the tables of ``latest.md``."""
+    return plot_title(document).replace("\n", " · ")
+
+
 def calibration_text(machine: dict[str, Any]) -> str:
-    """``, python task N us, fsync N us`` (and the same at the run's end, when measured);
+    """``python task N us, fsync N us`` (and the same at the run's end, when measured);
     empty for result files older than calibration."""
     figures = machine.get("calibration")
     if not figures:
         return ""
-    text = f", python task {figures['python_task_us']:g} us, fsync {figures['fsync_4k_us']:g} us"
+    text = f"python task {figures['python_task_us']:g} us, fsync {figures['fsync_4k_us']:g} us"
     end = machine.get("calibration_at_end")
     if end:
         text += f" (at the end: {end['python_task_us']:g} us, {end['fsync_4k_us']:g} us)"
     return text
-    figures = machine.get("calibration")
-    if not figures:
-        return ""
-    return f", python task {figures['python_task_us']:g} us, fsync {figures['fsync_4k_us']:g} us"
 
 
 def replot(source: Path, out: Path, scale: str) -> int:
@@ -142,7 +143,7 @@ def replot(source: Path, out: Path, scale: str) -> int:
     ratios = evaluate_ratios(outcomes, RATIOS)
     limits = evaluate_limits(outcomes, LIMITS)
     (out / "latest.md").write_text(
-        markdown_report(outcomes, ratios, limits, plot_title(document).replace("\n", " · "))
+        markdown_report(outcomes, ratios, limits, machine_line(document))
     )
     plot_throughput(
         outcomes,
@@ -228,8 +229,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         f" PostgreSQL {machine['postgresql'].get('server_version')}"
         f" fsync={machine['postgresql'].get('fsync')}"
         f" synchronous_commit={machine['postgresql'].get('synchronous_commit')},"
-        f" Python {machine['python']}, load {machine['loadavg_at_start']}"
-        f"{calibration_text(machine)};"
+        f" Python {machine['python']}, load {machine['loadavg_at_start']},"
+        f" {calibration_text(machine)};"
         f" {len(selected)} rows x {args.repeat} x {args.seconds:g}s[/]"
     )
     ctx = RunContext(args.seconds, pg)
@@ -275,12 +276,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         write_json(out / f"{stamp}.json", document)
         write_json(out / "latest.json", document)
         (out / "latest.md").write_text(
-            markdown_report(
-                outcomes,
-                ratio_verdicts,
-                limit_verdicts,
-                plot_title(document).replace("\n", " · "),
-            )
+            markdown_report(outcomes, ratio_verdicts, limit_verdicts, machine_line(document))
         )
         if not args.no_plot:
             plot_throughput(

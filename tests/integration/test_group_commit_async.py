@@ -187,7 +187,7 @@ def test_a_batch_wakes_each_event_loop_once_and_answers_threads_in_it_too(
 def test_answers_for_a_closed_event_loop_are_dropped_without_error() -> None:
     loop = asyncio.new_event_loop()
     future = loop.create_future()
-    waiting = _Waiting(cast(Any, None), loop=loop, afuture=future)
+    waiting = _Waiting(cast(Any, None), afuture=future)
     loop.close()
     answers = _Answers()
     answers.answer(waiting, "outcome", error=False)

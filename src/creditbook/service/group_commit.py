@@ -336,11 +336,10 @@ def _earliest_new(team_book: TeamBook) -> datetime | None:
 @dataclass
 class _Waiting:
     """A queued command and who waits for it: a thread on ``future``, or a task on
-    ``afuture`` of ``loop`` (``submit_async``)."""
+    ``afuture``, a future of the task's loop (``submit_async``)."""
 
     command: Command
     future: Future[Outcome] | None = None
-    loop: asyncio.AbstractEventLoop | None = None
     afuture: asyncio.Future[Outcome] | None = None
     thread: int = field(default_factory=threading.get_ident)
 
@@ -370,12 +369,9 @@ class _Answers:
 
     def answer(self, w: _Waiting, value: Any, *, error: bool) -> None:
         if w.future is not None:
-            if error:
-                w.future.set_exception(value)
-            else:
-                w.future.set_result(value)
-        elif w.loop is not None:
-            self._by_loop.setdefault(w.loop, []).append((w, value, error))
+            _resolve(w.future, value, error)
+        elif w.afuture is not None:
+            self._by_loop.setdefault(w.afuture.get_loop(), []).append((w, value, error))
 
     def deliver(self) -> None:
         for loop, answers in self._by_loop.items():
@@ -389,13 +385,15 @@ class _Answers:
 def _settle(answers: list[tuple[_Waiting, Any, bool]]) -> None:
     """On the waiters' loop: set each task's future (unless it was cancelled)."""
     for w, value, error in answers:
-        future = w.afuture
-        if future is None or future.done():
-            continue
-        if error:
-            future.set_exception(value)
-        else:
-            future.set_result(value)
+        if w.afuture is not None and not w.afuture.done():
+            _resolve(w.afuture, value, error)
+
+
+def _resolve(future: Future[Outcome] | asyncio.Future[Outcome], value: Any, error: bool) -> None:
+    if error:
+        future.set_exception(value)
+    else:
+        future.set_result(value)
 
 
 _STOP = object()
@@ -466,9 +464,8 @@ class GroupCommitter:
     def submit_async(self, command: Command) -> asyncio.Future[Outcome]:
         """``submit`` for a task: the answer comes on the running loop, which the
         committer wakes once per batch rather than once per answer."""
-        loop = asyncio.get_running_loop()
-        future: asyncio.Future[Outcome] = loop.create_future()
-        self._enqueue(_Waiting(command, loop=loop, afuture=future))
+        future: asyncio.Future[Outcome] = asyncio.get_running_loop().create_future()
+        self._enqueue(_Waiting(command, afuture=future))
         return future
 
     def _enqueue(self, waiting: _Waiting) -> None:
