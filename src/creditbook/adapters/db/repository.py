@@ -847,15 +847,18 @@ class SqlUnitOfWork:
         if not statements and not commit:
             return
         raw: Any = self.conn.connection.driver_connection
-        with raw.pipeline():
-            with raw.cursor() as cursor:
-                for sql, rows in statements:
-                    if len(rows) == 1:
-                        cursor.execute(sql, rows[0])
-                    else:
-                        cursor.executemany(sql, rows)
+        with raw.pipeline(), raw.cursor() as cursor:
+            for sql, rows in statements:
+                if len(rows) == 1:
+                    cursor.execute(sql, rows[0])
+                else:
+                    cursor.executemany(sql, rows)
             if commit:
-                raw.commit()
+                # A statement, not ``raw.commit()``: that one syncs and waits for
+                # its answer, then leaving the pipeline syncs and waits again, an
+                # empty round trip per batch. Here the pipeline's one sync answers
+                # everything; a failed statement skips the COMMIT and raises there.
+                cursor.execute("COMMIT")
 
     def save_books(self, books: Iterable[TeamBook]) -> None:
         """Write what several books changed with one statement per kind of row."""
