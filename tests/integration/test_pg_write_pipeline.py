@@ -102,3 +102,27 @@ def test_a_failing_statement_in_the_write_pipeline_skips_the_commit_and_raises(
         assert due is None  # ...but the COMMIT after the failure never ran
     # The unit of work rolled the failed transaction back: its connection is usable.
     assert pg_book.balance(pg_book.create_team("After the failure").id).available == 0
+
+
+def test_the_group_committers_batch_syncs_twice_and_leaves_no_transaction_open(
+    pg_book: creditbook.Creditbook, syncs: list[int]
+) -> None:
+    # The committer's connection is in driver autocommit: its BEGIN rides in the
+    # reads' pipeline instead of costing a round trip (GroupCommitter._uow).
+    team = pg_book.create_team("Committer team").id
+    pg_book.grant(team, 12, category="purchased", source="purchase")
+    group = pg_book.enable_group_commit()
+    try:
+        pg_book.charge(team, "email_finder", outcome="deliverable")  # opens its connection
+        syncs[0] = 0
+        pg_book.charge(team, "email_finder", outcome="deliverable", idempotency_key="second")
+        assert syncs[0] == 2  # BEGIN + lock + reads; writes + COMMIT
+        with pytest.raises(creditbook.InsufficientCredits):
+            pg_book.charge(team, "email_finder", outcome="deliverable")
+        assert group._conn is not None
+        raw: Any = group._conn.connection.driver_connection
+        assert raw.info.transaction_status == psycopg.pq.TransactionStatus.IDLE
+    finally:
+        pg_book.disable_group_commit()
+    assert pg_book.balance(team).available == 12 - 2 * COST
+    assert pg_book.audit().problems == []

@@ -505,6 +505,14 @@ class GroupCommitter:
             if conn is not None:
                 conn.close()
             conn = self._conn = engine.connect()
+            if engine.dialect.name == "postgresql":
+                # psycopg waits for the answer to the BEGIN it sends in a pipeline (a
+                # round trip per batch); with the driver in autocommit, ``read_batch``
+                # sends BEGIN itself in the same pipeline as the lock and the reads.
+                # Statements run by the batch after it are inside that transaction,
+                # and the unit of work's commit and rollback still end it. The pool
+                # resets the setting when the connection goes back to it.
+                conn.execution_options(isolation_level="AUTOCOMMIT")
         return SqlUnitOfWork(engine, connection=conn)
 
     def _loop(self) -> None:

@@ -704,6 +704,7 @@ class SqlUnitOfWork:
                 self.prefetched_settings = settings
             return answer
         raw: Any = self.conn.connection.driver_connection
+        from psycopg.pq import TransactionStatus
         from psycopg.rows import namedtuple_row
 
         with raw.pipeline():
@@ -711,6 +712,10 @@ class SqlUnitOfWork:
                 raw.cursor(row_factory=namedtuple_row) for _ in range(5)
             )
             grants_cursor = raw.cursor()  # plain tuples: see grants_from_tuples
+            if raw.autocommit and raw.info.transaction_status == TransactionStatus.IDLE:
+                # The group committer's connection (see GroupCommitter._uow): the
+                # transaction starts here, in this round trip, not in one of its own.
+                locks.execute("BEGIN")
             locks.execute(BATCH_LOCK_SQL, [ids])
             if wanted_keys:
                 keys_found.execute(
