@@ -136,6 +136,48 @@ BATCH_CAPS_SQL = (
 )
 
 
+def pg_batch_reads(
+    ids: list[str],
+    wanted_keys: list[tuple[str, str]],
+    wanted_holds: list[tuple[str, str]],
+    caps: bool,
+) -> list[tuple[str, list[Any], Any]]:
+    """The group committer's reads on PostgreSQL, in order: (SQL, parameters, row factory).
+
+    The team lock comes first; under READ COMMITTED each later statement takes
+    its own snapshot, so the reads see what the lock's previous holder committed.
+    ``SqlUnitOfWork.take_batch_reads`` turns their rows into ``read_batch``'s answer.
+    """
+    from psycopg.rows import namedtuple_row, tuple_row
+
+    reads: list[tuple[str, list[Any], Any]] = [(BATCH_LOCK_SQL, [ids], namedtuple_row)]
+    if wanted_keys:
+        keys = [[t for t, _ in wanted_keys], [k for _, k in wanted_keys]]
+        reads.append((BATCH_KEYS_SQL, keys, namedtuple_row))
+    reads.append((BATCH_GRANTS_SQL, [ids], tuple_row))  # plain tuples: grants_from_tuples
+    if wanted_holds:
+        holds_wanted = [[t for t, _ in wanted_holds], [h for _, h in wanted_holds]]
+        reads.append((BATCH_HOLDS_SQL, holds_wanted, namedtuple_row))
+    reads.append((BATCH_SETTINGS_SQL, [ids], namedtuple_row))
+    if caps:
+        reads.append((BATCH_CAPS_SQL, [ids], namedtuple_row))
+    return reads
+
+
+def pg_batch_writes(
+    books: Sequence[TeamBook],
+    receipts: Sequence[dict[str, Any]],
+    due: dict[str, datetime | None],
+) -> list[_Statement]:
+    """The statements writing what ``books`` changed, the receipts and new ``due_at``s."""
+    statements = _pg_changes(*_merge_pending(books))
+    if receipts:
+        statements.append(_pg_insert(idempotency_keys, receipts))
+    if due:
+        statements.append((TEAM_DUE_SQL, [(d, t) for t, d in sorted(due.items())]))
+    return statements
+
+
 def pg_live_grants(raw: Any, team_ids: Sequence[str]) -> dict[str, list[Grant]]:
     """The live grants (``remaining > 0``) of ``team_ids`` (PostgreSQL; ``raw`` is psycopg's)."""
     if not team_ids:
@@ -705,61 +747,69 @@ class SqlUnitOfWork:
             return answer
         raw: Any = self.conn.connection.driver_connection
         from psycopg.pq import TransactionStatus
-        from psycopg.rows import namedtuple_row
 
+        reads = pg_batch_reads(ids, wanted_keys, wanted_holds, caps)
         with raw.pipeline():
-            locks, keys_found, holds_found_c, settings_c, caps_c = (
-                raw.cursor(row_factory=namedtuple_row) for _ in range(5)
-            )
-            grants_cursor = raw.cursor()  # plain tuples: see grants_from_tuples
             if raw.autocommit and raw.info.transaction_status == TransactionStatus.IDLE:
                 # The group committer's connection (see GroupCommitter._uow): the
                 # transaction starts here, in this round trip, not in one of its own.
-                locks.execute("BEGIN")
-            locks.execute(BATCH_LOCK_SQL, [ids])
-            if wanted_keys:
-                keys_found.execute(
-                    BATCH_KEYS_SQL, [[t for t, _ in wanted_keys], [k for _, k in wanted_keys]]
-                )
-            grants_cursor.execute(BATCH_GRANTS_SQL, [ids])
-            if wanted_holds:
-                holds_found_c.execute(
-                    BATCH_HOLDS_SQL, [[t for t, _ in wanted_holds], [h for _, h in wanted_holds]]
-                )
-            settings_c.execute(BATCH_SETTINGS_SQL, [ids])
-            if caps:
-                caps_c.execute(BATCH_CAPS_SQL, [ids])
-        due = {r.id: as_utc(r.due_at) for r in locks.fetchall()}
+                raw.execute("BEGIN")
+            cursors = [raw.cursor(row_factory=factory) for _, _, factory in reads]
+            for cursor, (sql, params, _) in zip(cursors, reads, strict=True):
+                cursor.execute(sql, params)
+        rows = [cursor.fetchall() for cursor in cursors]
+        for cursor in cursors:
+            cursor.close()
+        return self.take_batch_reads(ids, wanted_keys, wanted_holds, caps, rows)
+
+    def take_batch_reads(
+        self,
+        ids: list[str],
+        wanted_keys: list[tuple[str, str]],
+        wanted_holds: list[tuple[str, str]],
+        caps: bool,
+        rows: list[list[Any]],
+    ) -> tuple[
+        dict[str, datetime | None],
+        dict[tuple[str, str], tuple[str, str, dict[str, Any]]],
+        dict[str, list[Grant]],
+        dict[tuple[str, str], Hold],
+    ]:
+        """What ``read_batch`` returns (and prefetches), from the rows of ``pg_batch_reads``.
+
+        Shared by ``read_batch`` and the group committer's event-loop path
+        (``adapters/db/loop_batch.py``), which run the same statements.
+        """
+        results = iter(rows)
+        due = {r.id: as_utc(r.due_at) for r in next(results)}
+        stored = (
+            {
+                (r.team_id, r.key): (r.request_hash, r.operation, dict(r.response))
+                for r in next(results)
+            }
+            if wanted_keys
+            else {}
+        )
+        found = grants_from_tuples(ids, next(results))
+        holds_found: dict[tuple[str, str], Hold] = {}
+        if wanted_holds:
+            for row in next(results):
+                hold = hold_from_row(row)
+                hold.created_at = as_utc(hold.created_at) or hold.created_at
+                hold.expires_at = as_utc(hold.expires_at) or hold.expires_at
+                hold.resolved_at = as_utc(hold.resolved_at)
+                holds_found[(hold.team_id, hold.id)] = hold
         prefetched: dict[str, Any] = dict.fromkeys(ids)
-        for r in settings_c.fetchall():
+        for r in next(results):
             prefetched[r.team_id] = r._replace(
                 last_recharge_at=as_utc(r.last_recharge_at), updated_at=as_utc(r.updated_at)
             )
         self.prefetched_settings = prefetched
         if caps:
             capped: dict[str, dict[str, Member]] = {team_id: {} for team_id in ids}
-            for r in caps_c.fetchall():
+            for r in next(results):
                 capped[r.team_id][r.id] = member_from_row(r)
             self.prefetched_caps = capped
-        stored = (
-            {
-                (r.team_id, r.key): (r.request_hash, r.operation, dict(r.response))
-                for r in keys_found
-            }
-            if wanted_keys
-            else {}
-        )
-        found = grants_from_tuples(ids, grants_cursor.fetchall())
-        holds_found: dict[tuple[str, str], Hold] = {}
-        if wanted_holds:
-            for row in holds_found_c.fetchall():
-                hold = hold_from_row(row)
-                hold.created_at = as_utc(hold.created_at) or hold.created_at
-                hold.expires_at = as_utc(hold.expires_at) or hold.expires_at
-                hold.resolved_at = as_utc(hold.resolved_at)
-                holds_found[(hold.team_id, hold.id)] = hold
-        for cursor in (locks, keys_found, grants_cursor, holds_found_c, settings_c, caps_c):
-            cursor.close()
         return due, stored, found, holds_found
 
     def _sqlite_read_batch(
@@ -825,13 +875,7 @@ class SqlUnitOfWork:
             self.put_idempotency_many(receipts)
             self.commit()
             return
-        parts = _merge_pending(chosen)
-        statements = _pg_changes(*parts)
-        if receipts:
-            statements.append(_pg_insert(idempotency_keys, receipts))
-        if due:
-            statements.append((TEAM_DUE_SQL, [(d, t) for t, d in sorted(due.items())]))
-        self._pg_pipeline(statements, commit=True)
+        self._pg_pipeline(pg_batch_writes(chosen, receipts, due), commit=True)
         for book in chosen:
             book.clear_pending()
         self.commit()
