@@ -40,7 +40,7 @@ import logging
 import queue
 import threading
 import time
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from concurrent.futures import Future
 from contextlib import contextmanager
 from dataclasses import dataclass, field
@@ -198,65 +198,22 @@ def _attempt(
     commands: Sequence[Command],
     chosen: list[int],
 ) -> dict[int, Outcome]:
-    by_team: dict[str, list[int]] = {}
-    for i in chosen:
-        by_team.setdefault(commands[i].team_id, []).append(i)
+    by_team, keys, hold_keys = _wanted(commands, chosen)
     out: dict[int, Outcome] = {}
     with make_uow() as uow:
         due, stored, grants, holds = uow.read_batch(
-            by_team,
-            (
-                (commands[i].team_id, key)
-                for ids in by_team.values()
-                for i in ids
-                if (key := commands[i].idempotency_key) is not None
-            ),
-            (
-                (commands[i].team_id, h)
-                for ids in by_team.values()
-                for i in ids
-                for h in commands[i].hold_ids or ()
-            ),
-            caps=book.guards_read_caps,
+            by_team, keys, hold_keys, caps=book.guards_read_caps
         )
-        for team_id in [t for t in by_team if t not in due]:
-            for i in by_team.pop(team_id):
-                out[i] = Outcome(error=TeamNotFound(team_id))
         now = book.clock.now()
-        late = {t for t in by_team if (d := due[t]) is not None and d <= now}
-        books: dict[str, TeamBook] = {}
-        for team_id in by_team:
-            if team_id not in late:
-                books[team_id] = TeamBook.load(team_id, book.catalog, now, grants[team_id])
-        for (team_id, hold_id), hold in holds.items():
-            if team_id in books:
-                books[team_id].holds[hold_id] = hold
+        books, late = _open_books(book, by_team, due, grants, holds, now, out)
         for team_id in sorted(late):
             # Rare (a TTL or an expiry passed): the ordinary catch-up, one team at a time.
             hold_ids = [h for i in by_team[team_id] for h in commands[i].hold_ids or ()]
             books[team_id], _ = book.open_book(
                 uow, team_id, due_at=due[team_id], locked=True, hold_ids=hold_ids or None
             )
-        receipts: list[dict[str, Any]] = []
-        for team_id, ids in by_team.items():
-            team_book = books[team_id]
-            applied = _apply_all(team_book, uow, commands, ids, stored, out, receipts, now)
-            if applied and book.spend_guards:
-                try:
-                    for guard in book.spend_guards:
-                        guard(uow, team_book)
-                except Exception:
-                    raise _GuardRefused(team_id) from None
-        moved: dict[str, datetime | None] = {}
-        for team_id, team_book in books.items():
-            earliest = _earliest_new(team_book)
-            current = due[team_id]
-            if (
-                team_id not in late
-                and earliest is not None
-                and (current is None or earliest < current)
-            ):
-                moved[team_id] = earliest
+        receipts = _apply_teams(book, uow, books, by_team, commands, stored, out, now)
+        moved = _moved(books, due, late)
         if late:
             uow.save_books(books.values())
             for team_id in sorted(late):
@@ -267,6 +224,92 @@ def _attempt(
         else:
             uow.write_batch_and_commit(books.values(), receipts, moved)
     return out
+
+
+def _wanted(
+    commands: Sequence[Command], chosen: Iterable[int]
+) -> tuple[dict[str, list[int]], list[tuple[str, str]], list[tuple[str, str]]]:
+    """The chosen commands by team (arrival order kept), their keys and their holds."""
+    by_team: dict[str, list[int]] = {}
+    for i in chosen:
+        by_team.setdefault(commands[i].team_id, []).append(i)
+    keys = [
+        (commands[i].team_id, key)
+        for ids in by_team.values()
+        for i in ids
+        if (key := commands[i].idempotency_key) is not None
+    ]
+    hold_keys = [
+        (commands[i].team_id, h)
+        for ids in by_team.values()
+        for i in ids
+        for h in commands[i].hold_ids or ()
+    ]
+    return by_team, keys, hold_keys
+
+
+def _open_books(
+    book: Creditbook,
+    by_team: dict[str, list[int]],
+    due: dict[str, datetime | None],
+    grants: dict[str, list[Any]],
+    holds: dict[tuple[str, str], Any],
+    now: datetime,
+    out: dict[int, Outcome],
+) -> tuple[dict[str, TeamBook], set[str]]:
+    """Books of the batch's teams from its reads; teams due for a catch-up are ``late``.
+
+    Unknown teams' commands are answered ``TeamNotFound`` and leave ``by_team``.
+    """
+    for team_id in [t for t in by_team if t not in due]:
+        for i in by_team.pop(team_id):
+            out[i] = Outcome(error=TeamNotFound(team_id))
+    late = {t for t in by_team if (d := due[t]) is not None and d <= now}
+    books: dict[str, TeamBook] = {}
+    for team_id in by_team:
+        if team_id not in late:
+            books[team_id] = TeamBook.load(team_id, book.catalog, now, grants[team_id])
+    for (team_id, hold_id), hold in holds.items():
+        if team_id in books:
+            books[team_id].holds[hold_id] = hold
+    return books, late
+
+
+def _apply_teams(
+    book: Creditbook,
+    uow: SqlUnitOfWork,
+    books: dict[str, TeamBook],
+    by_team: dict[str, list[int]],
+    commands: Sequence[Command],
+    stored: dict[tuple[str, str], tuple[str, str, dict[str, Any]]],
+    out: dict[int, Outcome],
+    now: datetime,
+) -> list[dict[str, Any]]:
+    """Apply each team's commands and run the spend guards; the receipts to store."""
+    receipts: list[dict[str, Any]] = []
+    for team_id, ids in by_team.items():
+        team_book = books[team_id]
+        applied = _apply_all(team_book, uow, commands, ids, stored, out, receipts, now)
+        if applied and book.spend_guards:
+            try:
+                for guard in book.spend_guards:
+                    guard(uow, team_book)
+            except Exception:
+                raise _GuardRefused(team_id) from None
+    return receipts
+
+
+def _moved(
+    books: dict[str, TeamBook], due: dict[str, datetime | None], late: set[str]
+) -> dict[str, datetime | None]:
+    """Teams whose ``due_at`` moves earlier (a new hold's TTL, a new grant's expiry)."""
+    moved: dict[str, datetime | None] = {}
+    for team_id, team_book in books.items():
+        earliest = _earliest_new(team_book)
+        current = due[team_id]
+        if team_id not in late and earliest is not None and (current is None or earliest < current):
+            moved[team_id] = earliest
+    return moved
 
 
 def _apply_all(

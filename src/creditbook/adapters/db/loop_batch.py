@@ -1,0 +1,115 @@
+"""The group committer's PostgreSQL round trips on an event loop (psycopg's AsyncConnection).
+
+In ``creditbook serve`` the committer thread and the event loop share one GIL:
+each time PostgreSQL answers, the thread waits for the loop to let go of it
+(about 1 ms under load, see benchmarks/README.md, seventh pass), twice per
+batch. Run on the loop itself, the batch's waits are loop events and nothing
+is handed over. The statements are the thread's own (``pg_batch_reads``,
+``pg_batch_writes``): only the transport differs.
+
+``PrefetchedUnitOfWork`` is the unit of work the batch's commands and spend
+guards see here: what ``read_batch`` prefetched, and no connection. Anything
+that needs a query beyond those reads raises ``NeedsConnection``, and the
+caller sends the batch to the committer thread instead, where the same code
+runs with a connection (nothing was written: the transaction is rolled back).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Sequence
+from datetime import datetime
+from typing import TYPE_CHECKING, Any
+
+from sqlalchemy import Connection, Engine
+
+from creditbook.adapters.db.repository import SqlUnitOfWork, pg_batch_reads, pg_batch_writes
+from creditbook.domain.book import TeamBook
+from creditbook.domain.grants import Grant
+from creditbook.domain.holds import Hold
+
+if TYPE_CHECKING:
+    from psycopg import AsyncConnection
+
+
+class NeedsConnection(BaseException):
+    """A command or guard needed a query the batch did not prefetch.
+
+    A ``BaseException``: the batch's ``except Exception`` handlers, which turn a
+    command's error into its answer, must let it through.
+    """
+
+
+class PrefetchedUnitOfWork(SqlUnitOfWork):
+    """A unit of work with the batch's prefetched rows and no connection."""
+
+    def __init__(self, engine: Engine) -> None:
+        super().__init__(engine)
+
+    @property
+    def conn(self) -> Connection:
+        raise NeedsConnection
+
+
+async def connect(engine: Engine) -> AsyncConnection[Any]:
+    """A connection to ``engine``'s database, in driver autocommit (BEGIN is ours)."""
+    import psycopg
+
+    url = engine.url.set(drivername="postgresql").render_as_string(hide_password=False)
+    return await psycopg.AsyncConnection.connect(url, autocommit=True)
+
+
+async def read_batch(
+    conn: AsyncConnection[Any],
+    uow: PrefetchedUnitOfWork,
+    team_ids: Iterable[str],
+    keys: Iterable[tuple[str, str]],
+    hold_keys: Iterable[tuple[str, str]],
+    *,
+    caps: bool,
+) -> tuple[
+    dict[str, datetime | None],
+    dict[tuple[str, str], tuple[str, str, dict[str, Any]]],
+    dict[str, list[Grant]],
+    dict[tuple[str, str], Hold],
+]:
+    """``SqlUnitOfWork.read_batch`` in one pipeline: BEGIN, the team locks, the reads."""
+    ids = sorted(set(team_ids))
+    wanted_keys = sorted(set(keys))
+    wanted_holds = sorted(set(hold_keys))
+    reads = pg_batch_reads(ids, wanted_keys, wanted_holds, caps)
+    async with conn.pipeline():
+        await conn.execute("BEGIN")
+        cursors = [conn.cursor(row_factory=factory) for _, _, factory in reads]
+        for cursor, (sql, params, _) in zip(cursors, reads, strict=True):
+            await cursor.execute(sql, params)
+    rows = [await cursor.fetchall() for cursor in cursors]
+    for cursor in cursors:
+        await cursor.close()
+    return uow.take_batch_reads(ids, wanted_keys, wanted_holds, caps, rows)
+
+
+async def write_batch_and_commit(
+    conn: AsyncConnection[Any],
+    books: Sequence[TeamBook],
+    receipts: Sequence[dict[str, Any]],
+    due: dict[str, datetime | None],
+) -> None:
+    """``SqlUnitOfWork.write_batch_and_commit`` in one pipeline, COMMIT included."""
+    statements = pg_batch_writes(books, receipts, due)
+    async with conn.pipeline(), conn.cursor() as cursor:
+        for sql, rows in statements:
+            if len(rows) == 1:
+                await cursor.execute(sql, rows[0])
+            else:
+                await cursor.executemany(sql, rows)
+        await cursor.execute("COMMIT")
+    for book in books:
+        book.clear_pending()
+
+
+async def end(conn: AsyncConnection[Any]) -> None:
+    """Roll back whatever transaction is open (after a batch that did not commit)."""
+    from psycopg.pq import TransactionStatus
+
+    if not conn.closed and conn.info.transaction_status != TransactionStatus.IDLE:
+        await conn.execute("ROLLBACK")
