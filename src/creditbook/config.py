@@ -29,6 +29,10 @@ class Settings(BaseSettings):
     # Coalesce concurrent charges, holds, captures and releases into one
     # transaction per batch in `creditbook serve` (docs/decisions/0008).
     group_commit: bool = True
+    # On PostgreSQL, run the HTTP requests' batches on the server's event loop
+    # (an async connection) rather than on the committer thread (decision 0008,
+    # seventh pass). False: the thread, as before.
+    group_commit_on_loop: bool = True
     rate_limit_requests: int = 20
     rate_limit_window_seconds: int = 2
     # Comma-separated API key ids (``key_...``) exempt from the rate limit (service keys).

@@ -177,6 +177,7 @@ class Creditbook:
         max_batch: int = DEFAULT_MAX_BATCH,
         max_wait_ms: float = DEFAULT_MAX_WAIT_MS,
         per_team: bool = False,
+        on_loop: bool = False,
     ) -> GroupCommitter:
         """Coalesce concurrent charges, holds, captures and releases into shared transactions.
 
@@ -185,11 +186,18 @@ class Creditbook:
         ``max_batch`` bounds the commands per transaction; ``max_wait_ms`` bounds how
         long the committer waits, when the queue is empty, for callers the previous
         batch answered (a lone caller never waits; 0: never wait);
-        ``per_team=True`` commits each team of a batch apart (one team per transaction).
+        ``per_team=True`` commits each team of a batch apart (one team per transaction);
+        ``on_loop=True`` (PostgreSQL) batches the awaitable calls (``charge_async``
+        & co.) on their own event loop, with an async connection per loop, instead
+        of on the committer thread (``creditbook serve`` does: see decision 0008).
         """
         self.disable_group_commit()
         self.group_commit = GroupCommitter(
-            self, max_batch=max_batch, max_wait_ms=max_wait_ms, per_team=per_team
+            self,
+            max_batch=max_batch,
+            max_wait_ms=max_wait_ms,
+            per_team=per_team,
+            on_loop=on_loop,
         )
         return self.group_commit
 

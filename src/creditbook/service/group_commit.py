@@ -40,6 +40,7 @@ import logging
 import queue
 import threading
 import time
+from collections import deque
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from concurrent.futures import Future
 from contextlib import contextmanager
@@ -49,6 +50,8 @@ from typing import TYPE_CHECKING, Any, Protocol
 
 from sqlalchemy import Connection
 
+from creditbook.adapters.db import loop_batch
+from creditbook.adapters.db.loop_batch import NeedsConnection, PrefetchedUnitOfWork
 from creditbook.adapters.db.repository import SqlUnitOfWork
 from creditbook.domain.book import TeamBook
 from creditbook.domain.errors import IdempotencyConflict, TeamNotFound
@@ -442,6 +445,159 @@ def _resolve(future: Future[Outcome] | asyncio.Future[Outcome], value: Any, erro
 _STOP = object()
 
 
+class _ToThread(Exception):
+    """The loop's batch needs the committer thread (a catch-up, a guard's refusal, a query)."""
+
+
+class _LoopCommitter:
+    """One event loop's batches, run on that loop (``GroupCommitter(on_loop=True)``).
+
+    Tasks queue commands here instead of on the committer thread; one task
+    of the loop takes what is queued (up to ``max_batch``) and runs it as one
+    transaction through ``adapters/db/loop_batch.py``: the same reads,
+    commands, guards and writes as ``_attempt``, on an ``AsyncConnection``,
+    so the batch's waits for PostgreSQL are loop events and no second thread
+    competes for the GIL. A batch that needs more than the fast path (a team
+    due for a catch-up, a guard that refuses or needs a query, any database
+    error) is rolled back and handed, in order, to the committer thread, which
+    answers it with the general code; this loop waits for those answers before
+    its next batch, so a team's commands keep their order.
+    """
+
+    def __init__(self, group: GroupCommitter, loop: asyncio.AbstractEventLoop) -> None:
+        self.group = group
+        self.loop = loop
+        self.waiting: deque[_Waiting] = deque()
+        self.ready = asyncio.Event()
+        self.task: asyncio.Task[None] | None = None
+        self.busy = False
+        self.conn: Any = None  # psycopg.AsyncConnection, opened by the first batch
+
+    def submit(self, command: Command) -> asyncio.Future[Outcome]:
+        future: asyncio.Future[Outcome] = self.loop.create_future()
+        self.waiting.append(_Waiting(command, afuture=future))
+        if self.task is None or self.task.done():
+            self.task = self.loop.create_task(self._run(), name="creditbook-group-commit")
+        self.ready.set()
+        return future
+
+    async def _run(self) -> None:
+        while True:
+            if not self.waiting:
+                self.ready.clear()
+                await self.ready.wait()
+                continue
+            take = min(len(self.waiting), self.group.max_batch)
+            batch = [self.waiting.popleft() for _ in range(take)]
+            live = [w for w in batch if w.start()]
+            if live:
+                self.busy = True
+                try:
+                    await self._answer(live)
+                except Exception as exc:  # never leave a task waiting forever
+                    log.exception("group commit on the loop: a batch failed")
+                    _settle([(w, exc, True) for w in live])
+                except BaseException:  # cancelled (the loop is shutting down)
+                    for w in live:
+                        if w.afuture is not None:
+                            w.afuture.cancel()
+                    raise
+                finally:
+                    self.busy = False
+
+    async def _answer(self, live: list[_Waiting]) -> None:
+        commands = [w.command for w in live]
+        try:
+            out = await self._attempt(commands)
+        except (_ToThread, NeedsConnection):
+            out = None
+        except Exception:
+            log.warning("batch of %d failed on the loop; the committer thread runs it", len(live))
+            out = None
+        if out is None:
+            # The general path, in arrival order, as one batch of the thread; their
+            # answers before this loop's next batch.
+            futures: list[asyncio.Future[Outcome] | Exception] = []
+            for c in commands:
+                try:
+                    futures.append(self.group.submit_to_thread(c))
+                except Exception as exc:  # closed meanwhile
+                    futures.append(exc)
+            for w, future in zip(live, futures, strict=True):
+                try:
+                    if isinstance(future, Exception):
+                        raise future
+                    _settle([(w, await future, False)])
+                except Exception as exc:
+                    _settle([(w, exc, True)])
+            return
+        stats = self.group.stats
+        stats.batches += 1
+        stats.commands += len(live)
+        stats.largest = max(stats.largest, len(live))
+        teams: dict[str, None] = {}
+        for i, w in enumerate(live):
+            outcome = out[i]
+            if outcome.error is not None:
+                _settle([(w, outcome.error, True)])
+            else:
+                _settle([(w, outcome, False)])
+                teams[w.command.team_id] = None
+        # On this loop's thread: a hook with work to do was given it by a guard that
+        # wrote a row first, which sends the batch to the committer thread instead.
+        for team_id in teams:
+            for after in self.group.book.after_commit_hooks:
+                try:
+                    after(team_id)
+                except Exception:
+                    log.exception("after-commit hook failed for team %s", team_id)
+
+    async def _attempt(self, commands: list[Command]) -> dict[int, Outcome]:
+        book = self.group.book
+        assert book.engine is not None
+        if self.conn is None or self.conn.closed or self.conn.broken:
+            self.conn = await loop_batch.connect(book.engine)
+        conn = self.conn
+        by_team, keys, hold_keys = _wanted(commands, range(len(commands)))
+        out: dict[int, Outcome] = {}
+        uow = PrefetchedUnitOfWork(book.engine)
+        try:
+            due, stored, grants, holds = await loop_batch.read_batch(
+                conn, uow, by_team, keys, hold_keys, caps=book.guards_read_caps
+            )
+            now = book.clock.now()
+            books, late = _open_books(book, by_team, due, grants, holds, now, out)
+            if late:
+                raise _ToThread
+            try:
+                receipts = _apply_teams(book, uow, books, by_team, commands, stored, out, now)
+            except _GuardRefused:
+                raise _ToThread from None
+            moved = _moved(books, due, late)
+            await loop_batch.write_batch_and_commit(conn, list(books.values()), receipts, moved)
+        except BaseException:
+            try:
+                await loop_batch.end(conn)
+            except Exception:
+                log.debug("rollback on the loop failed; the next batch reconnects")
+                await conn.close()
+            raise
+        return out
+
+    def drop_connection(self) -> None:
+        if self.conn is not None and not self.conn.closed:
+            self.conn.pgconn.finish()
+
+    async def aclose(self) -> None:
+        """Answer what is queued, then stop the task and close the connection."""
+        while (self.waiting or self.busy) and self.task is not None and not self.task.done():
+            await asyncio.sleep(0.001)
+        if self.task is not None:
+            self.task.cancel()
+        if self.conn is not None:
+            await self.conn.close()
+
+
 class GroupCommitter:
     """Coalesces concurrent commands of one ``Creditbook`` into one transaction per batch.
 
@@ -460,6 +616,7 @@ class GroupCommitter:
         max_batch: int = DEFAULT_MAX_BATCH,
         max_wait_ms: float = DEFAULT_MAX_WAIT_MS,
         per_team: bool = False,
+        on_loop: bool = False,
     ) -> None:
         if not 1 <= max_batch <= MAX_BATCH_ITEMS:
             raise ValueError(f"max_batch must be between 1 and {MAX_BATCH_ITEMS}, got {max_batch}")
@@ -471,6 +628,10 @@ class GroupCommitter:
         # One transaction per team and batch: keeps "a transaction touches one team"
         # (a PostgreSQL distributed by team, e.g. Citus) at the cost of more commits.
         self.per_team = per_team
+        # Tasks' commands batched on their own event loop (PostgreSQL): see _LoopCommitter.
+        self.on_loop = on_loop and not per_team and book.engine is not None
+        self.on_loop = self.on_loop and book.engine.dialect.name == "postgresql"  # type: ignore[union-attr]
+        self._loops: dict[asyncio.AbstractEventLoop, _LoopCommitter] = {}
         self.stats = GroupStats()
         self._queue: queue.SimpleQueue[_Waiting | object] = queue.SimpleQueue()
         self._thread: threading.Thread | None = None
@@ -505,8 +666,24 @@ class GroupCommitter:
         return future
 
     def submit_async(self, command: Command) -> asyncio.Future[Outcome]:
-        """``submit`` for a task: the answer comes on the running loop, which the
-        committer wakes once per batch rather than once per answer."""
+        """``submit`` for a task: the answer comes on the running loop.
+
+        With ``on_loop``, the batch runs on that loop (``_LoopCommitter``);
+        otherwise on the committer thread, which wakes the loop once per batch
+        rather than once per answer. While ``paused``, the thread takes it.
+        """
+        if self._closed:
+            raise RuntimeError("group commit is closed")
+        loop = asyncio.get_running_loop()
+        if self.on_loop and self._open.is_set():
+            committer = self._loops.get(loop)
+            if committer is None:
+                committer = self._loops[loop] = _LoopCommitter(self, loop)
+            return committer.submit(command)
+        return self.submit_to_thread(command)
+
+    def submit_to_thread(self, command: Command) -> asyncio.Future[Outcome]:
+        """``submit_async`` through the committer thread, whatever ``on_loop`` says."""
         future: asyncio.Future[Outcome] = asyncio.get_running_loop().create_future()
         self._enqueue(_Waiting(command, afuture=future))
         return future
@@ -526,8 +703,30 @@ class GroupCommitter:
         self._queue.put(waiting)
 
     def close(self, timeout: float = 10.0) -> None:
-        """Answer everything queued, then stop the committer thread."""
+        """Answer everything queued, then stop the committer thread.
+
+        Loop committers (``on_loop``) are stopped and their connections closed on
+        their loops when those still run; see ``aclose`` for a loop's own shutdown.
+        """
         self._closed = True
+        try:
+            current = asyncio.get_running_loop()
+        except RuntimeError:
+            current = None
+        for loop, committer in list(self._loops.items()):
+            if loop.is_closed():  # nothing runs there any more: close the socket directly
+                committer.drop_connection()
+                continue
+            if loop is current:  # called from a task of that loop: it cannot wait here
+                loop.create_task(committer.aclose())
+            elif loop.is_running():
+                try:
+                    asyncio.run_coroutine_threadsafe(committer.aclose(), loop).result(timeout)
+                except Exception:
+                    log.debug("group commit: a loop committer did not close", exc_info=True)
+            else:
+                loop.run_until_complete(committer.aclose())
+        self._loops.clear()
         thread = self._thread
         if thread is not None:
             self._queue.put(_STOP)

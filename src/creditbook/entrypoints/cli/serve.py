@@ -41,8 +41,9 @@ def serve(
     settings = Settings()
     url = database_url or State.database_url or settings.database_url
     engine_book = open_book(url, catalog=State.catalog or settings.catalog)
-    if settings.group_commit and engine_book.group_commit is None:
-        engine_book.enable_group_commit()
+    if settings.group_commit:
+        # Replaces the committer CREDITBOOK_GROUP_COMMIT=1 may have started in open().
+        engine_book.enable_group_commit(on_loop=settings.group_commit_on_loop)
     application = create_app(engine_book, settings)
     settle_gc()  # what exists now lives as long as the server: see its docstring
     uvicorn.run(
