@@ -28,6 +28,13 @@ without that team, whose commands then run one transaction each, in order
 database itself (a concurrent process stored the same idempotency key, a lost
 connection), every command of it runs alone.
 
+On PostgreSQL a batch is two round trips: BEGIN travels with the locks and
+reads, COMMIT with the writes. With ``on_loop=True`` (``creditbook serve``),
+tasks' commands are batched on their own event loop instead (``_LoopCommitter``,
+through ``adapters/db/loop_batch.py``): the same steps on an async connection,
+so no second thread waits for the GIL; what that fast path cannot finish goes
+to the committer thread.
+
 ``Creditbook.enable_group_commit()`` switches it on (or the environment
 variable ``CREDITBOOK_GROUP_COMMIT=1``); ``Creditbook.charge_many`` runs an
 explicit batch of charges through ``run_batch`` in the caller's thread.
@@ -543,8 +550,9 @@ class _LoopCommitter:
             else:
                 _settle([(w, outcome, False)])
                 teams[w.command.team_id] = None
-        # On this loop's thread: a hook with work to do was given it by a guard that
-        # wrote a row first, which sends the batch to the committer thread instead.
+        # Run here, on the loop's thread, so a hook must not block. The one with work
+        # (auto-recharge) gets it from a guard that writes a purchase row first, and a
+        # write sends the batch to the committer thread: here it finds nothing to do.
         for team_id in teams:
             for after in self.group.book.after_commit_hooks:
                 try:
@@ -629,8 +637,10 @@ class GroupCommitter:
         # (a PostgreSQL distributed by team, e.g. Citus) at the cost of more commits.
         self.per_team = per_team
         # Tasks' commands batched on their own event loop (PostgreSQL): see _LoopCommitter.
-        self.on_loop = on_loop and not per_team and book.engine is not None
-        self.on_loop = self.on_loop and book.engine.dialect.name == "postgresql"  # type: ignore[union-attr]
+        engine = book.engine
+        self.on_loop = (
+            on_loop and not per_team and engine is not None and engine.dialect.name == "postgresql"
+        )
         self._loops: dict[asyncio.AbstractEventLoop, _LoopCommitter] = {}
         self.stats = GroupStats()
         self._queue: queue.SimpleQueue[_Waiting | object] = queue.SimpleQueue()
@@ -653,7 +663,7 @@ class GroupCommitter:
             self._open.set()
 
     def queued(self) -> int:
-        """Commands submitted and not answered yet."""
+        """Commands submitted to the committer thread and not answered yet."""
         return self._unanswered
 
     def in_committer(self) -> bool:

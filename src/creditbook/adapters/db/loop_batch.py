@@ -42,9 +42,6 @@ class NeedsConnection(BaseException):
 class PrefetchedUnitOfWork(SqlUnitOfWork):
     """A unit of work with the batch's prefetched rows and no connection."""
 
-    def __init__(self, engine: Engine) -> None:
-        super().__init__(engine)
-
     @property
     def conn(self) -> Connection:
         raise NeedsConnection
