@@ -246,3 +246,69 @@ def test_the_api_batches_charges_on_its_event_loop(looped: creditbook.Creditbook
     assert _group(looped)._thread is None
     assert looped.balance(key.team_id).available == 2
     assert looped.audit().clean
+
+
+def test_two_servers_loops_and_a_thread_charging_the_same_teams_charge_each_call_once(
+    fresh_pg_url: str,
+) -> None:
+    # Two books with their loops (two server processes), and sync callers on the
+    # first book's committer thread, all on the same three teams at once: the
+    # batches lock teams in id order, and every call is charged exactly once.
+    import random
+    import threading
+
+    books = [creditbook.open(fresh_pg_url) for _ in range(2)]
+    teams = [_team(books[0], 100_000) for _ in range(3)]
+    for book in books:
+        book.enable_group_commit(on_loop=True)
+    errors: list[BaseException] = []
+
+    def serve(index: int) -> None:
+        book = books[index]
+        pick = random.Random(index)
+
+        async def caller(n: int) -> None:
+            for i in range(40):
+                await book.charge_async(
+                    pick.choice(teams),
+                    FEATURE,
+                    outcome=OUTCOME,
+                    idempotency_key=f"s{index}-{n}-{i}",
+                )
+
+        async def callers() -> None:
+            await asyncio.gather(*(caller(n) for n in range(6)))
+
+        try:
+            asyncio.run(callers())
+        except BaseException as exc:  # reported below
+            errors.append(exc)
+
+    def sync_caller() -> None:
+        pick = random.Random(99)
+        try:
+            for i in range(60):
+                books[0].charge(
+                    pick.choice(teams), FEATURE, outcome=OUTCOME, idempotency_key=f"t{i}"
+                )
+        except BaseException as exc:  # reported below
+            errors.append(exc)
+
+    threads = [threading.Thread(target=serve, args=(i,)) for i in range(2)]
+    threads.append(threading.Thread(target=sync_caller))
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(120)
+    try:
+        assert errors == []
+        loop_batches = [_group(b).stats.batches for b in books]
+        assert all(n > 0 for n in loop_batches)
+        spent = sum(100_000 - books[0].balance(t).available for t in teams)
+        assert spent == (2 * 6 * 40 + 60) * 5
+        assert books[0].audit().problems == []
+    finally:
+        for book in books:
+            book.disable_group_commit()
+            assert book.engine is not None
+            book.engine.dispose()
