@@ -449,6 +449,36 @@ def _resolve(future: Future[Outcome] | asyncio.Future[Outcome], value: Any, erro
         future.set_result(value)
 
 
+def _answer_all(
+    stats: GroupStats,
+    live: Sequence[_Waiting],
+    outcomes: Sequence[Outcome],
+    answer: Callable[[_Waiting, Any, bool], None],
+) -> list[str]:
+    """Count a committed batch and answer each waiter; the teams it changed, in order."""
+    stats.batches += 1
+    stats.commands += len(live)
+    stats.largest = max(stats.largest, len(live))
+    teams: dict[str, None] = {}
+    for w, outcome in zip(live, outcomes, strict=True):
+        if outcome.error is not None:
+            answer(w, outcome.error, True)
+        else:
+            answer(w, outcome, False)
+            teams[w.command.team_id] = None
+    return list(teams)
+
+
+def _after_commit(book: Creditbook, teams: Sequence[str]) -> None:
+    """Run the book's after-commit hooks once per team; a failing hook is logged."""
+    for team_id in teams:
+        for after in book.after_commit_hooks:
+            try:
+                after(team_id)
+            except Exception:
+                log.exception("after-commit hook failed for team %s", team_id)
+
+
 _STOP = object()
 
 
@@ -477,7 +507,7 @@ class _LoopCommitter:
         self.waiting: deque[_Waiting] = deque()
         self.ready = asyncio.Event()
         self.task: asyncio.Task[None] | None = None
-        self.busy = False
+        self.closing = False
         self.conn: Any = None  # psycopg.AsyncConnection, opened by the first batch
 
     def submit(self, command: Command) -> asyncio.Future[Outcome]:
@@ -491,6 +521,8 @@ class _LoopCommitter:
     async def _run(self) -> None:
         while True:
             if not self.waiting:
+                if self.closing:
+                    return
                 self.ready.clear()
                 await self.ready.wait()
                 continue
@@ -498,7 +530,6 @@ class _LoopCommitter:
             batch = [self.waiting.popleft() for _ in range(take)]
             live = [w for w in batch if w.start()]
             if live:
-                self.busy = True
                 try:
                     await self._answer(live)
                 except Exception as exc:  # never leave a task waiting forever
@@ -509,8 +540,6 @@ class _LoopCommitter:
                         if w.afuture is not None:
                             w.afuture.cancel()
                     raise
-                finally:
-                    self.busy = False
 
     async def _answer(self, live: list[_Waiting]) -> None:
         commands = [w.command for w in live]
@@ -538,27 +567,12 @@ class _LoopCommitter:
                 except Exception as exc:
                     _settle([(w, exc, True)])
             return
-        stats = self.group.stats
-        stats.batches += 1
-        stats.commands += len(live)
-        stats.largest = max(stats.largest, len(live))
-        teams: dict[str, None] = {}
-        for i, w in enumerate(live):
-            outcome = out[i]
-            if outcome.error is not None:
-                _settle([(w, outcome.error, True)])
-            else:
-                _settle([(w, outcome, False)])
-                teams[w.command.team_id] = None
+        outcomes = [out[i] for i in range(len(live))]
+        teams = _answer_all(self.group.stats, live, outcomes, lambda w, v, e: _settle([(w, v, e)]))
         # Run here, on the loop's thread, so a hook must not block. The one with work
         # (auto-recharge) gets it from a guard that writes a purchase row first, and a
         # write sends the batch to the committer thread: here it finds nothing to do.
-        for team_id in teams:
-            for after in self.group.book.after_commit_hooks:
-                try:
-                    after(team_id)
-                except Exception:
-                    log.exception("after-commit hook failed for team %s", team_id)
+        _after_commit(self.group.book, teams)
 
     async def _attempt(self, commands: list[Command]) -> dict[int, Outcome]:
         book = self.group.book
@@ -598,10 +612,10 @@ class _LoopCommitter:
 
     async def aclose(self) -> None:
         """Answer what is queued, then stop the task and close the connection."""
-        while (self.waiting or self.busy) and self.task is not None and not self.task.done():
-            await asyncio.sleep(0.001)
-        if self.task is not None:
-            self.task.cancel()
+        self.closing = True
+        self.ready.set()
+        if self.task is not None and not self.task.done():
+            await self.task
         if self.conn is not None:
             await self.conn.close()
 
@@ -834,23 +848,10 @@ class GroupCommitter:
                 answers.answer(w, exc, error=True)
             answers.deliver()
             return
-        stats = self.stats
-        stats.batches += 1
-        stats.commands += len(live)
-        stats.largest = max(stats.largest, len(live))
-        teams: dict[str, None] = {}
-        for w, outcome in zip(live, outcomes, strict=True):
-            if outcome.error is not None:
-                answers.answer(w, outcome.error, error=True)
-            else:
-                answers.answer(w, outcome, error=False)
-                teams[w.command.team_id] = None
+        teams = _answer_all(
+            self.stats, live, outcomes, lambda w, v, e: answers.answer(w, v, error=e)
+        )
         answers.deliver()
         # Work a spend guard queued for after the commit (auto-recharge) was queued on
         # this thread, so it runs here, once per team, after every caller was answered.
-        for team_id in teams:
-            for after in self.book.after_commit_hooks:
-                try:
-                    after(team_id)
-                except Exception:
-                    log.exception("after-commit hook failed for team %s", team_id)
+        _after_commit(self.book, teams)

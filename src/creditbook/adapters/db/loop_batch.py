@@ -22,10 +22,14 @@ from typing import TYPE_CHECKING, Any
 
 from sqlalchemy import Connection, Engine
 
-from creditbook.adapters.db.repository import SqlUnitOfWork, pg_batch_reads, pg_batch_writes
+from creditbook.adapters.db.repository import (
+    BatchReads,
+    SqlUnitOfWork,
+    batch_wanted,
+    pg_batch_reads,
+    pg_batch_writes,
+)
 from creditbook.domain.book import TeamBook
-from creditbook.domain.grants import Grant
-from creditbook.domain.holds import Hold
 
 if TYPE_CHECKING:
     from psycopg import AsyncConnection
@@ -63,16 +67,9 @@ async def read_batch(
     hold_keys: Iterable[tuple[str, str]],
     *,
     caps: bool,
-) -> tuple[
-    dict[str, datetime | None],
-    dict[tuple[str, str], tuple[str, str, dict[str, Any]]],
-    dict[str, list[Grant]],
-    dict[tuple[str, str], Hold],
-]:
+) -> BatchReads:
     """``SqlUnitOfWork.read_batch`` in one pipeline: BEGIN, the team locks, the reads."""
-    ids = sorted(set(team_ids))
-    wanted_keys = sorted(set(keys))
-    wanted_holds = sorted(set(hold_keys))
+    ids, wanted_keys, wanted_holds = batch_wanted(team_ids, keys, hold_keys)
     reads = pg_batch_reads(ids, wanted_keys, wanted_holds, caps)
     async with conn.pipeline():
         await conn.execute("BEGIN")

@@ -136,6 +136,22 @@ BATCH_CAPS_SQL = (
 )
 
 
+BatchReads = tuple[
+    dict[str, datetime | None],  # locked teams' due_at
+    dict[tuple[str, str], tuple[str, str, dict[str, Any]]],  # stored (hash, operation, answer)
+    dict[str, list[Grant]],  # live grants by team
+    dict[tuple[str, str], Hold],  # named holds
+]
+"""What ``read_batch`` answers."""
+
+
+def batch_wanted(
+    team_ids: Iterable[str], keys: Iterable[tuple[str, str]], hold_keys: Iterable[tuple[str, str]]
+) -> tuple[list[str], list[tuple[str, str]], list[tuple[str, str]]]:
+    """A batch's teams, idempotency keys and holds, each once and sorted (the lock order)."""
+    return sorted(set(team_ids)), sorted(set(keys)), sorted(set(hold_keys))
+
+
 def pg_batch_reads(
     ids: list[str],
     wanted_keys: list[tuple[str, str]],
@@ -713,12 +729,7 @@ class SqlUnitOfWork:
         hold_keys: Iterable[tuple[str, str]],
         *,
         caps: bool = False,
-    ) -> tuple[
-        dict[str, datetime | None],
-        dict[tuple[str, str], tuple[str, str, dict[str, Any]]],
-        dict[str, list[Grant]],
-        dict[tuple[str, str], Hold],
-    ]:
+    ) -> BatchReads:
         """Lock teams, then read their idempotency keys, live grants and named holds.
 
         Their billing settings rows land in ``prefetched_settings``; with
@@ -726,9 +737,7 @@ class SqlUnitOfWork:
         on PostgreSQL (a pipeline: the reads run after the lock is granted, in the
         same transaction); five queries on SQLite.
         """
-        ids = sorted(set(team_ids))
-        wanted_keys = sorted(set(keys))
-        wanted_holds = sorted(set(hold_keys))
+        ids, wanted_keys, wanted_holds = batch_wanted(team_ids, keys, hold_keys)
         if self.dialect == "sqlite" and ids:
             return self._sqlite_read_batch(ids, wanted_keys, wanted_holds, caps)
         if self.dialect != "postgresql" or not ids:
@@ -769,12 +778,7 @@ class SqlUnitOfWork:
         wanted_holds: list[tuple[str, str]],
         caps: bool,
         rows: list[list[Any]],
-    ) -> tuple[
-        dict[str, datetime | None],
-        dict[tuple[str, str], tuple[str, str, dict[str, Any]]],
-        dict[str, list[Grant]],
-        dict[tuple[str, str], Hold],
-    ]:
+    ) -> BatchReads:
         """What ``read_batch`` returns (and prefetches), from the rows of ``pg_batch_reads``.
 
         Shared by ``read_batch`` and the group committer's event-loop path
@@ -818,12 +822,7 @@ class SqlUnitOfWork:
         wanted_keys: list[tuple[str, str]],
         wanted_holds: list[tuple[str, str]],
         caps: bool,
-    ) -> tuple[
-        dict[str, datetime | None],
-        dict[tuple[str, str], tuple[str, str, dict[str, Any]]],
-        dict[str, list[Grant]],
-        dict[tuple[str, str], Hold],
-    ]:
+    ) -> BatchReads:
         """``read_batch`` on SQLite: the same reads on sqlite3 directly (see sqlite_rows).
 
         ``BEGIN IMMEDIATE`` (the unit of work's first statement) already holds
