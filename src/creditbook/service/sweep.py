@@ -41,7 +41,6 @@ from __future__ import annotations
 
 import functools
 import gc
-import json
 import multiprocessing
 import queue
 import threading
@@ -72,6 +71,7 @@ from creditbook.adapters.db.repository import (
     entry_tuple,
     grant_from_row,
     hold_from_row,
+    json_rows,
     pg_live_grants,
     posting_tuples,
 )
@@ -626,7 +626,7 @@ def bulk_update(
         + f" FROM json_to_recordset(CAST(%s AS json)) AS v({_record(table, names)}) WHERE "
         + " AND ".join(f't."{k}" = v."{k}"' for k in keys)
     )
-    uow.execute_unprepared(sql, [_json(rows)])
+    uow.execute_unprepared(sql, [json_rows(rows)])
 
 
 def _record(table: Table, names: Sequence[str]) -> str:
@@ -638,18 +638,6 @@ def _pg_type(table: Table, name: str) -> str:
     if isinstance(kind, JSON):
         return "json"
     return _PG_TYPES.get(type(kind).__name__, "text")
-
-
-def _json(rows: Sequence[dict[str, Any]]) -> str:
-    return json.dumps(rows, default=_json_default, separators=(",", ":"))
-
-
-def _json_default(value: Any) -> Any:
-    if isinstance(value, datetime):
-        if value.tzinfo is None:
-            raise ValueError(f"naive datetime {value!r} refused: creditbook stores UTC instants")
-        return value.isoformat()
-    raise TypeError(f"cannot write {type(value).__name__} in a bulk statement")
 
 
 _PG_TYPES = {
