@@ -219,3 +219,30 @@ def test_the_spend_routes_count_against_the_keys_rate_limit(api: Api) -> None:
     assert statuses == [201, 201, 429]
     assert_problem(held, 429, "rate_limited")
     assert api.available(team) == 90
+
+
+@pytest.mark.parametrize(("path", "body"), SPEND_ROUTES)
+def test_the_spend_routes_check_and_document_the_idempotency_key_as_a_header_parameter(
+    api: Api, path: str, body: dict[str, str] | None
+) -> None:
+    # deps.spender reads Idempotency-Key itself (FastAPI's header parameter cost a
+    # sixth of a charge's throughput): the same checks, the same 422, the same schema.
+    team = api.new_team(credits=100)
+    hold = api.client.post("/v1/holds", json={"feature": "phone_finder"}, headers=team.admin)
+    real_path = path.replace("hold_x", hold.json()["hold_id"])
+    before = api.available(team)
+    for bad in ("", "k" * 256):
+        r = api.client.post(real_path, json=body, headers={**team.admin, "Idempotency-Key": bad})
+        problem = assert_problem(r, 422, "validation_error")
+        assert problem["errors"][0]["loc"] == ["header", "Idempotency-Key"]
+        assert "Idempotency-Key" in problem["detail"]
+    assert api.available(team) == before  # nothing was charged, held or released
+    keyed = {**team.admin, "Idempotency-Key": "k" * 255}
+    first = api.client.post(real_path, json=body, headers=keyed)
+    again = api.client.post(real_path, json=body, headers=keyed)
+    assert first.status_code in (200, 201), first.text
+    assert (again.status_code, again.json()) == (first.status_code, first.json())
+    operations = api.client.get("/openapi.json").json()["paths"]
+    declared = operations["/v1/purchases"]["post"]["parameters"]  # a plain Header parameter
+    spend = operations[path.replace("hold_x", "{hold_id}")]["post"]["parameters"]
+    assert [p for p in spend if p["name"] == "Idempotency-Key"] == declared
