@@ -187,8 +187,9 @@ SPEND_ROUTES = [
 def test_the_spend_routes_check_the_caller_as_every_other_team_route(
     api: Api, path: str, body: dict[str, str] | None
 ) -> None:
-    # The spend routes resolve the caller with ONE dependency (deps.spender) instead
-    # of the services -> caller -> team_caller chain: the same refusals, in the same order.
+    # The spend routes resolve the caller inside the route (deps.spender) instead of
+    # the services -> caller -> team_caller dependencies: the same refusals, in the
+    # same order, and the same documented security scheme.
     team = api.new_team(credits=100)
     r = api.client.post(path, json=body)
     assert_problem(r, 401, "unauthorized")
@@ -225,8 +226,8 @@ def test_the_spend_routes_count_against_the_keys_rate_limit(api: Api) -> None:
 def test_the_spend_routes_check_and_document_the_idempotency_key_as_a_header_parameter(
     api: Api, path: str, body: dict[str, str] | None
 ) -> None:
-    # deps.spender reads Idempotency-Key itself (FastAPI's header parameter cost a
-    # sixth of a charge's throughput): the same checks, the same 422, the same schema.
+    # deps.spender reads Idempotency-Key itself (FastAPI's dependencies and header
+    # parameter were a sixth of a charge's CPU): the same checks, 422 and schema.
     team = api.new_team(credits=100)
     hold = api.client.post("/v1/holds", json={"feature": "phone_finder"}, headers=team.admin)
     real_path = path.replace("hold_x", hold.json()["hold_id"])
@@ -246,3 +247,16 @@ def test_the_spend_routes_check_and_document_the_idempotency_key_as_a_header_par
     declared = operations["/v1/purchases"]["post"]["parameters"]  # a plain Header parameter
     spend = operations[path.replace("hold_x", "{hold_id}")]["post"]["parameters"]
     assert [p for p in spend if p["name"] == "Idempotency-Key"] == declared
+
+
+@pytest.mark.parametrize(("path", "body"), SPEND_ROUTES[:2])
+def test_a_spend_route_checks_the_body_before_the_key(
+    api: Api, path: str, body: dict[str, str] | None
+) -> None:
+    # Decided (docs/api.md): FastAPI validates a spend request's path and body, then
+    # the route checks the key. A malformed request without a key is a 422 that
+    # reveals nothing but the published schema; a well-formed one is a 401.
+    malformed = api.client.post(path, json={"feature": 5, "quantity": "many"})
+    problem = assert_problem(malformed, 422, "validation_error")
+    assert {tuple(e["loc"][:1]) for e in problem["errors"]} == {("body",)}
+    assert_problem(api.client.post(path, json=body), 401, "unauthorized")

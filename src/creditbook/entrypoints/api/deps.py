@@ -21,11 +21,13 @@ import hmac
 import threading
 import time
 from dataclasses import dataclass, field
-from typing import Annotated
+from typing import Annotated, Any
 
 from fastapi import Depends, Header, Request
 from fastapi.concurrency import run_in_threadpool
+from fastapi.exceptions import RequestValidationError
 from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
+from pydantic import StringConstraints, TypeAdapter, ValidationError
 
 from creditbook.config import Settings
 from creditbook.domain.errors import Forbidden, RateLimited
@@ -158,26 +160,29 @@ def _team_principal(who: Caller) -> Principal:
 
 @dataclass(frozen=True, slots=True)
 class Spender:
-    """The services and the team key's principal of a spend request."""
+    """The services, the team key's principal and the ``Idempotency-Key`` of a spend request."""
 
     svc: Services
     me: Principal
+    idempotency_key: str | None
 
 
-async def spender(
-    request: Request,
-    credentials: Annotated[HTTPAuthorizationCredentials | None, Depends(bearer_scheme)],
-) -> Spender:
-    """``services`` + ``caller`` + ``team_caller`` as ONE dependency for the spend routes.
+async def spender(request: Request) -> Spender:
+    """The caller of a spend route (charge, hold, capture, release), from inside the route.
 
-    FastAPI resolves every node of a route's dependency tree on each request; on
-    ``POST /v1/charges`` the general chain's five nodes cost about a tenth of the
-    server's CPU per charge (interleaved in one process, benchmarks/README.md, sixth
-    pass). Same checks, same errors, same OpenAPI security scheme
-    (tests/api/test_api_auth.py holds them equal).
+    The same checks and errors as ``services`` -> ``caller`` -> ``team_caller``
+    (401, 403, 429 and ``team_suspended``), and the ``Idempotency-Key`` header
+    as ``IdempotencyKey`` declares it, but not as FastAPI dependencies: each
+    dependency and header parameter costs FastAPI's own work on every request,
+    and on ``POST /v1/charges`` these were a sixth of the server's CPU per charge
+    (interleaved in one server, benchmarks/README.md, eighth pass). So FastAPI
+    checks a spend request's path and body first (422), then the route calls
+    this. ``SPEND_OPENAPI`` documents the security scheme and the header as the
+    dependencies would (tests/api/test_api_auth.py holds them equal).
     """
     svc: Services = request.app.state.services
-    return Spender(svc, _team_principal(await _authenticate(svc, credentials)))
+    me = _team_principal(await _authenticate(svc, await bearer_scheme(request)))
+    return Spender(svc, me, idempotency_key_of(request))
 
 
 async def team_admin(who: Annotated[Principal, Depends(team_caller)]) -> Principal:
@@ -189,23 +194,61 @@ async def team_admin(who: Annotated[Principal, Depends(team_caller)]) -> Princip
 OperatorDep = Annotated[Caller, Depends(operator)]
 MemberDep = Annotated[Principal, Depends(team_caller)]
 AdminDep = Annotated[Principal, Depends(team_admin)]
-SpenderDep = Annotated[Spender, Depends(spender)]
 
 
 def actor_of(principal: Principal) -> Actor:
     return Actor(member_id=principal.member_id, api_key_id=principal.key_id)
 
 
+IDEMPOTENCY_KEY_HEADER = "Idempotency-Key"
+IDEMPOTENCY_KEY_DESCRIPTION = (
+    "Makes the request safe to retry: the same key and body answer the first "
+    "status and body with no second effect; the same key with another body "
+    "answers 409 idempotency_conflict. Keys are kept at least 30 days."
+)
+_KEY_LENGTH: dict[str, Any] = {"min_length": 1, "max_length": 255}
+
 IdempotencyKey = Annotated[
     str | None,
-    Header(
-        alias="Idempotency-Key",
-        min_length=1,
-        max_length=255,
-        description=(
-            "Makes the request safe to retry: the same key and body answer the first "
-            "status and body with no second effect; the same key with another body "
-            "answers 409 idempotency_conflict. Keys are kept at least 30 days."
-        ),
-    ),
+    Header(alias=IDEMPOTENCY_KEY_HEADER, description=IDEMPOTENCY_KEY_DESCRIPTION, **_KEY_LENGTH),
 ]
+
+_idempotency_key: TypeAdapter[str] = TypeAdapter(Annotated[str, StringConstraints(**_KEY_LENGTH)])
+
+
+def idempotency_key_of(request: Request) -> str | None:
+    """The request's ``Idempotency-Key``, checked as ``IdempotencyKey`` declares it.
+
+    A bad value is the same 422 ``validation_error`` FastAPI answers for the
+    declared parameter, located at ``header.Idempotency-Key``.
+    """
+    value = request.headers.get(IDEMPOTENCY_KEY_HEADER)
+    if value is None:
+        return None
+    try:
+        return _idempotency_key.validate_python(value)
+    except ValidationError as exc:
+        raise RequestValidationError(
+            [{**e, "loc": ("header", IDEMPOTENCY_KEY_HEADER, *e["loc"])} for e in exc.errors()]
+        ) from None
+
+
+SPEND_OPENAPI: dict[str, Any] = {
+    "security": [{bearer_scheme.scheme_name: []}],
+    "parameters": [
+        {
+            "name": IDEMPOTENCY_KEY_HEADER,
+            "in": "header",
+            "required": False,
+            "schema": {
+                **TypeAdapter(
+                    Annotated[str | None, StringConstraints(**_KEY_LENGTH)]
+                ).json_schema(),
+                "description": IDEMPOTENCY_KEY_DESCRIPTION,
+                "title": IDEMPOTENCY_KEY_HEADER,
+            },
+            "description": IDEMPOTENCY_KEY_DESCRIPTION,
+        }
+    ],
+}
+"""The spend routes' ``openapi_extra``: what ``spender`` checks, as FastAPI would list it."""

@@ -16,15 +16,15 @@ from __future__ import annotations
 
 from typing import Annotated
 
-from fastapi import APIRouter, Path, status
+from fastapi import APIRouter, Path, Request, status
 
 from creditbook.domain.pricing import Call
 from creditbook.entrypoints.api.deps import (
-    IdempotencyKey,
+    SPEND_OPENAPI,
     MemberDep,
     ServicesDep,
-    SpenderDep,
     actor_of,
+    spender,
 )
 from creditbook.entrypoints.api.problems import problem_responses
 from creditbook.entrypoints.api.schemas import (
@@ -68,12 +68,15 @@ def lemlist_credits(svc: ServicesDep, me: MemberDep) -> LemlistCredits:
 
 
 @router.post(
-    "/v1/charges", status_code=status.HTTP_201_CREATED, response_model=ChargeOut, responses=SPEND
+    "/v1/charges",
+    status_code=status.HTTP_201_CREATED,
+    response_model=ChargeOut,
+    responses=SPEND,
+    openapi_extra=SPEND_OPENAPI,
 )
-async def charge(
-    body: ChargeCreate, who: SpenderDep, idempotency_key: IdempotencyKey = None
-) -> ChargeOut:
+async def charge(body: ChargeCreate, request: Request) -> ChargeOut:
     """Charge a use whose outcome is known; a non-billable outcome costs 0 credits."""
+    who = await spender(request)
     svc, me = who.svc, who.me
     receipt = await svc.book.charge_async(
         me.team_id,
@@ -82,18 +85,21 @@ async def charge(
         outcome=body.outcome,
         call=_call(body.call),
         actor=actor_of(me),
-        idempotency_key=idempotency_key,
+        idempotency_key=who.idempotency_key,
     )
     return ChargeOut.of(receipt)
 
 
 @router.post(
-    "/v1/holds", status_code=status.HTTP_201_CREATED, response_model=HoldOut, responses=SPEND
+    "/v1/holds",
+    status_code=status.HTTP_201_CREATED,
+    response_model=HoldOut,
+    responses=SPEND,
+    openapi_extra=SPEND_OPENAPI,
 )
-async def hold(
-    body: HoldCreate, who: SpenderDep, idempotency_key: IdempotencyKey = None
-) -> HoldOut:
+async def hold(body: HoldCreate, request: Request) -> HoldOut:
     """Reserve the most the work can cost before doing it; capture or release it after."""
+    who = await spender(request)
     svc, me = who.svc, who.me
     receipt = await svc.book.hold_async(
         me.team_id,
@@ -102,7 +108,7 @@ async def hold(
         ttl_seconds=body.ttl_seconds,
         call=_call(body.call),
         actor=actor_of(me),
-        idempotency_key=idempotency_key,
+        idempotency_key=who.idempotency_key,
     )
     return HoldOut.of(receipt)
 
@@ -128,14 +134,11 @@ def get_hold(hold_id: HoldId, svc: ServicesDep, me: MemberDep) -> HoldState:
     status_code=status.HTTP_201_CREATED,
     response_model=ChargeOut,
     responses=SPEND,
+    openapi_extra=SPEND_OPENAPI,
 )
-async def capture(
-    hold_id: HoldId,
-    who: SpenderDep,
-    body: CaptureIn | None = None,
-    idempotency_key: IdempotencyKey = None,
-) -> ChargeOut:
+async def capture(hold_id: HoldId, request: Request, body: CaptureIn | None = None) -> ChargeOut:
     """Charge what the held work cost (at most the held amount); the rest returns."""
+    who = await spender(request)
     svc, me = who.svc, who.me
     body = body or CaptureIn()
     receipt = await svc.book.capture_async(
@@ -145,18 +148,22 @@ async def capture(
         quantity=body.quantity,
         call=_call(body.call),
         actor=actor_of(me),
-        idempotency_key=idempotency_key,
+        idempotency_key=who.idempotency_key,
     )
     return ChargeOut.of(receipt)
 
 
-@router.post("/v1/holds/{hold_id}/release", response_model=ReleaseOut, responses=SPEND)
-async def release(
-    hold_id: HoldId, who: SpenderDep, idempotency_key: IdempotencyKey = None
-) -> ReleaseOut:
+@router.post(
+    "/v1/holds/{hold_id}/release",
+    response_model=ReleaseOut,
+    responses=SPEND,
+    openapi_extra=SPEND_OPENAPI,
+)
+async def release(hold_id: HoldId, request: Request) -> ReleaseOut:
     """Give back every credit the hold reserved."""
+    who = await spender(request)
     svc, me = who.svc, who.me
     r = await svc.book.release_async(
-        me.team_id, hold_id, actor=actor_of(me), idempotency_key=idempotency_key
+        me.team_id, hold_id, actor=actor_of(me), idempotency_key=who.idempotency_key
     )
     return ReleaseOut(hold_id=r.hold_id, released=r.released, status=r.status)
