@@ -29,7 +29,7 @@ from suite.load import Zipf, percentile, run_workers
 from suite.machine import fsync_latency_us, python_speed_us
 from suite.parsers import parse_pgbench_log, parse_pgbench_summary, parse_wrk, wrk_time_to_ms
 from suite.report import RowOutcome, evaluate_limits, evaluate_ratios, markdown_report
-from suite.runner import machine_line, plot_title, run_row
+from suite.runner import machine_line, plot_title, run_row, run_rows
 from suite.targets import Limit, Ratio
 from suite.wrk import lua_string, run_wrk, wrk_post_script
 
@@ -448,6 +448,57 @@ def test_repeats_report_the_median_throughput_and_keep_every_repetition() -> Non
     assert outcome.result is not None
     assert outcome.result.throughput == 200.0
     assert outcome.result.extra["repeats"] == [300.0, 100.0, 200.0]
+
+
+def test_repeats_run_in_rounds_so_the_rows_of_a_ratio_are_measured_together() -> None:
+    calls: list[str] = []
+    figures = {"noop": iter([300.0, 100.0, 200.0]), "charges": iter([30.0, 10.0, 20.0])}
+
+    def measured(name: str) -> Callable[[RunContext], RowResult]:
+        def run(ctx: RunContext) -> RowResult:
+            calls.append(name)
+            return _result(name, next(figures[name]))
+
+        return run
+
+    ctx = _ctx()
+    try:
+        outcomes, interrupted = run_rows(
+            [
+                _spec("noop", "baseline", measured("noop")),
+                _spec("charges", "baseline", measured("charges")),
+            ],
+            ctx,
+            _quiet(),
+            3,
+        )
+    finally:
+        ctx.close()
+    assert calls == ["noop", "charges"] * 3
+    assert not interrupted
+    assert [(o.name, o.result.throughput) for o in outcomes if o.result] == [
+        ("noop", 200.0),
+        ("charges", 20.0),
+    ]
+    assert outcomes[1].result is not None
+    assert outcomes[1].result.extra["repeats"] == [30.0, 10.0, 20.0]
+
+
+def test_a_row_that_fails_in_a_round_is_reported_failed_and_not_run_again() -> None:
+    figures = iter([100.0])
+    calls: list[str] = []
+
+    def flaky(ctx: RunContext) -> RowResult:
+        calls.append("flaky")
+        return _result("flaky", next(figures))  # StopIteration the second time
+
+    ctx = _ctx()
+    try:
+        outcomes, _ = run_rows([_spec("flaky", "baseline", flaky)], ctx, _quiet(), 3)
+    finally:
+        ctx.close()
+    assert calls == ["flaky", "flaky"]
+    assert not outcomes[0].ok and outcomes[0].error
 
 
 def test_the_calibration_times_a_python_task_and_an_fsync_and_leaves_no_file(

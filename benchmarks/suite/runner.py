@@ -100,11 +100,54 @@ def run_row(spec: RowSpec, ctx: RunContext, console: Console, repeat: int = 1) -
         if hooks:
             audited = True
             console.print("  [green]audit clean[/]")
+    return replace(base, result=_median(results), audit="clean" if audited else "none")
+
+
+def _median(results: list[RowResult]) -> RowResult:
+    """The result with the median throughput; with several, all of them in ``repeats``."""
     chosen = sorted(results, key=lambda r: r.throughput)[(len(results) - 1) // 2]
     if len(results) > 1:
         repeats = [round(r.throughput, 1) for r in results]
         chosen = replace(chosen, extra=chosen.extra | {"repeats": repeats})
-    return replace(base, result=chosen, audit="clean" if audited else "none")
+    return chosen
+
+
+def run_rows(
+    specs: list[RowSpec], ctx: RunContext, console: Console, repeat: int = 1
+) -> tuple[list[RowOutcome], bool]:
+    """Run ``specs`` ``repeat`` times in rounds (A B C, A B C, ...), each row's median.
+
+    Rounds, not each row's repetitions back to back: a ratio compares two rows, and
+    on a shared machine whose speed drifts over minutes the rows of one round are
+    measured close together (benchmarks/README.md, eighth pass). A row that fails
+    or whose audit fails in any round is reported as that failure. Interrupted
+    (Ctrl-C), it reports what was measured and says so (the second value).
+    """
+    rounds: dict[str, list[RowOutcome]] = {spec.name: [] for spec in specs}
+    interrupted = False
+    try:
+        for round_number in range(repeat):
+            if repeat > 1:
+                console.print(f"[bold]round {round_number + 1} of {repeat}[/]")
+            for spec in specs:
+                done = rounds[spec.name]
+                if done and not done[-1].ok:
+                    continue  # failed already: its failure is what gets reported
+                done.append(run_row(spec, ctx, console))
+    except KeyboardInterrupt:
+        interrupted = True
+    outcomes: list[RowOutcome] = []
+    for spec in specs:
+        done = rounds[spec.name]
+        if not done:
+            continue
+        failed = [o for o in done if not o.ok]
+        if failed or len(done) == 1:
+            outcomes.append(failed[0] if failed else done[0])
+            continue
+        results = [o.result for o in done if o.result is not None]
+        outcomes.append(replace(done[0], result=_median(results)))
+    return outcomes, interrupted
 
 
 def plot_title(document: dict[str, Any]) -> str:
@@ -165,7 +208,10 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--group", action="append", default=[], help="baseline, creditbook, ...")
     p.add_argument("--list", action="store_true", help="list the rows and exit")
     p.add_argument(
-        "--repeat", type=int, default=1, help="run each row N times, report the median (1)"
+        "--repeat",
+        type=int,
+        default=1,
+        help="run the selected rows N times in rounds, report each row's median (1)",
     )
     p.add_argument("--pg-host", default=os.environ.get("PGHOST", "127.0.0.1"))
     p.add_argument("--pg-port", type=int, default=int(os.environ.get("PGPORT", "5432")))
@@ -237,11 +283,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     outcomes: list[RowOutcome] = []
     interrupted = False
     try:
-        for spec in selected:
-            outcomes.append(run_row(spec, ctx, console, args.repeat))
-    except KeyboardInterrupt:
-        interrupted = True
-        console.print("[yellow]interrupted: reporting the rows measured so far[/]")
+        outcomes, interrupted = run_rows(selected, ctx, console, args.repeat)
+        if interrupted:
+            console.print("[yellow]interrupted: reporting the rows measured so far[/]")
     finally:
         cleanup_errors = ctx.close()
     for err in cleanup_errors:
