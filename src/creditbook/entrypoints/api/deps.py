@@ -11,8 +11,9 @@ The dependencies are ``async def``: FastAPI runs a plain ``def`` dependency on
 its thread pool, and at 32 concurrent charges the hops between the event loop
 and the pool's threads (four per request, all fighting for the GIL) cost more
 than the charge itself. Only a cache miss, which reads the database, goes to a
-thread. The spend routes (charge, hold, capture, release) take the same checks as
-one dependency, ``spender``: every node of the tree costs FastAPI work per request.
+thread. The spend routes (charge, hold, capture, release) take no dependency at
+all: they call ``spender(request)``, the same checks plus the ``Idempotency-Key``,
+because every dependency and declared parameter costs FastAPI work per request.
 """
 
 from __future__ import annotations
