@@ -227,7 +227,7 @@ def test_the_spend_routes_check_and_document_the_idempotency_key_as_a_header_par
     api: Api, path: str, body: dict[str, str] | None
 ) -> None:
     # deps.spender reads Idempotency-Key itself (FastAPI's dependencies and header
-    # parameter were a sixth of a charge's CPU): the same checks, 422 and schema.
+    # parameter were a fifth of a charge's CPU): the same checks, 422 and schema.
     team = api.new_team(credits=100)
     hold = api.client.post("/v1/holds", json={"feature": "phone_finder"}, headers=team.admin)
     real_path = path.replace("hold_x", hold.json()["hold_id"])

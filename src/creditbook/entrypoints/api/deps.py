@@ -175,7 +175,7 @@ async def spender(request: Request) -> Spender:
     (401, 403, 429 and ``team_suspended``), and the ``Idempotency-Key`` header
     as ``IdempotencyKey`` declares it, but not as FastAPI dependencies: each
     dependency and header parameter costs FastAPI's own work on every request,
-    and on ``POST /v1/charges`` these were a sixth of the server's CPU per charge
+    and on ``POST /v1/charges`` these were a fifth of the server's CPU per charge
     (interleaved in one server, benchmarks/README.md, eighth pass). So FastAPI
     checks a spend request's path and body first (422), then the route calls
     this. ``SPEND_OPENAPI`` documents the security scheme and the header as the
