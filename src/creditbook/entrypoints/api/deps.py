@@ -18,6 +18,7 @@ because every dependency and declared parameter costs FastAPI work per request.
 
 from __future__ import annotations
 
+import asyncio
 import hmac
 import threading
 import time
@@ -51,6 +52,10 @@ class Services:
     exempt_keys: frozenset[str]
     _cache: dict[str, tuple[Principal, float]] = field(default_factory=dict)
     _cache_lock: threading.Lock = field(default_factory=threading.Lock)
+    _generation: int = 0
+    _verifying: dict[tuple[asyncio.AbstractEventLoop, str], asyncio.Future[Principal | None]] = (
+        field(default_factory=dict)
+    )
 
     def cached(self, key_hash: str) -> Principal | None:
         found = self._cache.get(key_hash)
@@ -58,8 +63,11 @@ class Services:
             return None
         return found[0]
 
-    def remember(self, key_hash: str, principal: Principal) -> None:
+    def remember(self, key_hash: str, principal: Principal, generation: int | None = None) -> None:
+        """Cache ``principal``, unless the keys changed since ``generation`` was read."""
         with self._cache_lock:
+            if generation is not None and generation != self._generation:
+                return  # a revocation landed while it was being verified
             if len(self._cache) > 50_000:
                 self._cache.clear()
             self._cache[key_hash] = (principal, time.monotonic() + KEY_CACHE_SECONDS)
@@ -67,7 +75,33 @@ class Services:
     def forget_keys(self) -> None:
         """Called after any change of keys, members or team status."""
         with self._cache_lock:
+            self._generation += 1
             self._cache.clear()
+
+    async def verify(self, key_hash: str, token: str) -> Principal | None:
+        """The key's principal from the database, ONE query per key at a time.
+
+        When a busy key's cache entry expires, every request in flight with it
+        misses at once; each running its own query on the thread pool made a
+        latency spike every ``KEY_CACHE_SECONDS`` (the p99 of HTTP charges at
+        c32: 76-100 ms before, 28-41 ms now, benchmarks/README.md, eighth pass).
+        Requests of one event loop share the verification in flight.
+        """
+        loop = asyncio.get_running_loop()
+        flight = self._verifying.get((loop, key_hash))
+        if flight is None:
+            flight = loop.create_task(self._verify(key_hash, token))
+            self._verifying[(loop, key_hash)] = flight
+            flight.add_done_callback(lambda _: self._verifying.pop((loop, key_hash), None))
+        # shielded: one waiter cancelled (its client left) does not cancel the others'
+        return await asyncio.shield(flight)
+
+    async def _verify(self, key_hash: str, token: str) -> Principal | None:
+        generation = self._generation
+        principal = await run_in_threadpool(self.access.verify, token)
+        if principal is not None:
+            self.remember(key_hash, principal, generation)
+        return principal
 
 
 async def services(request: Request) -> Services:
@@ -119,10 +153,9 @@ async def _authenticate(svc: Services, credentials: HTTPAuthorizationCredentials
     key_hash = hash_key(token)
     principal = svc.cached(key_hash)
     if principal is None:
-        principal = await run_in_threadpool(svc.access.verify, token)
+        principal = await svc.verify(key_hash, token)
         if principal is None:
             raise Unauthorized("unknown or revoked API key")
-        svc.remember(key_hash, principal)
     if principal.key_id not in svc.exempt_keys:
         wait = svc.limiter.take(principal.key_id)
         if wait > 0:
