@@ -186,30 +186,38 @@ def _noop_row(name: str, connections: int) -> None:
 def _charge_row(name: str, connections: int, batch: int = 1) -> None:
     def run(ctx: RunContext) -> RowResult:
         server = _server(ctx)
-        script = ctx.row_dir() / "charge.lua"
         headers = {"Authorization": f"Bearer {server.api_key}"}
         if batch == 1:
             path = "/v1/charges"
             body = json.dumps({"feature": "email_finder", "outcome": "deliverable"})
-            script.write_text(
-                wrk_post_script(
-                    body,
-                    headers | {"Content-Type": "application/json"},
-                    unique_header="Idempotency-Key",
-                )
-            )
         else:
             path = "/v1/charges:batch"
             body = json.dumps(
                 {"charges": [{"feature": "email_finder", "outcome": "deliverable"}] * batch}
             )
-            script.write_text(wrk_post_script(body, headers | {"Content-Type": "application/json"}))
+
+        def script(file_name: str) -> Path:
+            # A script of its own per wrk run: its idempotency keys start from a new
+            # run id, so no request of one run replays a key of another.
+            path_to = ctx.row_dir() / file_name
+            path_to.write_text(
+                wrk_post_script(
+                    body,
+                    headers | {"Content-Type": "application/json"},
+                    unique_header="Idempotency-Key" if batch == 1 else None,
+                )
+            )
+            return path_to
+
         # Unmeasured warm-up: the server's first charges open its connections and
         # prepare its statements, which is start-up, not the steady state measured.
-        run_wrk(f"{server.url}{path}", connections, _warm_up(ctx.seconds), script, name=name)
+        run_wrk(
+            f"{server.url}{path}", connections, _warm_up(ctx.seconds), script("warm.lua"), name=name
+        )
         before = _settled(server)
         load = round(os.getloadavg()[0], 2)
-        result = run_wrk(f"{server.url}{path}", connections, ctx.seconds, script, name=name)
+        measured = script("charge.lua")
+        result = run_wrk(f"{server.url}{path}", connections, ctx.seconds, measured, name=name)
         # wrk stops counting at the deadline while the server still answers requests it
         # had queued: audit once those committed (the audit reads the live database).
         spent = before - _settled(server)
