@@ -53,9 +53,9 @@ class Services:
     _cache: dict[str, tuple[Principal, float]] = field(default_factory=dict)
     _cache_lock: threading.Lock = field(default_factory=threading.Lock)
     _generation: int = 0
-    _verifying: dict[tuple[asyncio.AbstractEventLoop, str], asyncio.Future[Principal | None]] = (
-        field(default_factory=dict)
-    )
+    _verifying: dict[
+        tuple[asyncio.AbstractEventLoop, str, int], asyncio.Future[Principal | None]
+    ] = field(default_factory=dict)
 
     def cached(self, key_hash: str) -> Principal | None:
         found = self._cache.get(key_hash)
@@ -85,19 +85,22 @@ class Services:
         misses at once; each running its own query on the thread pool made a
         latency spike every ``KEY_CACHE_SECONDS`` (the p99 of HTTP charges at
         c32: 76-100 ms before, 28-41 ms now, benchmarks/README.md, eighth pass).
-        Requests of one event loop share the verification in flight.
+        Requests of one event loop share the verification in flight, unless the
+        keys changed since it started: a request that comes after a revocation
+        checks again.
         """
         loop = asyncio.get_running_loop()
-        flight = self._verifying.get((loop, key_hash))
+        generation = self._generation
+        which = (loop, key_hash, generation)
+        flight = self._verifying.get(which)
         if flight is None:
-            flight = loop.create_task(self._verify(key_hash, token))
-            self._verifying[(loop, key_hash)] = flight
-            flight.add_done_callback(lambda _: self._verifying.pop((loop, key_hash), None))
+            flight = loop.create_task(self._verify(key_hash, token, generation))
+            self._verifying[which] = flight
+            flight.add_done_callback(lambda _: self._verifying.pop(which, None))
         # shielded: one waiter cancelled (its client left) does not cancel the others'
         return await asyncio.shield(flight)
 
-    async def _verify(self, key_hash: str, token: str) -> Principal | None:
-        generation = self._generation
+    async def _verify(self, key_hash: str, token: str, generation: int) -> Principal | None:
         principal = await run_in_threadpool(self.access.verify, token)
         if principal is not None:
             self.remember(key_hash, principal, generation)
