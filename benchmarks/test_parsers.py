@@ -440,8 +440,8 @@ def test_repeats_report_the_median_throughput_and_keep_every_repetition() -> Non
     figures = iter([300.0, 100.0, 200.0])
     ctx = _ctx()
     try:
-        outcome = run_row(
-            _spec("pg", "baseline", lambda c: _result("pg", next(figures))), ctx, _quiet(), 3
+        [outcome], _ = run_rows(
+            [_spec("pg", "baseline", lambda c: _result("pg", next(figures)))], ctx, _quiet(), 3
         )
     finally:
         ctx.close()

@@ -59,48 +59,38 @@ def _ms(value: float | None) -> str:
     return "-" if value is None else f"{value:.3f} ms"
 
 
-def run_row(spec: RowSpec, ctx: RunContext, console: Console, repeat: int = 1) -> RowOutcome:
-    """Run one row ``repeat`` times, auditing each; never raises (the outcome says why).
-
-    With repeats the reported result is the one with the median throughput, and every
-    repetition's throughput is kept in ``extra["repeats"]``: on a shared 2-core machine
-    one unlucky 10-second window should not decide a ratio.
-    """
+def run_row(spec: RowSpec, ctx: RunContext, console: Console) -> RowOutcome:
+    """Run one row once and audit it; never raises (the outcome says why)."""
     base = RowOutcome(spec.name, spec.group, spec.baseline, spec.description, None)
     console.print(f"[bold]▶ {spec.name}[/] [dim]({spec.group})[/]")
-    results: list[RowResult] = []
-    audited = False
-    for _ in range(repeat):
-        ctx.begin_row(spec)
-        started = time.monotonic()
+    ctx.begin_row(spec)
+    started = time.monotonic()
+    try:
+        result = replace(spec.func(ctx), name=spec.name)
+    except Exception as exc:
+        detail = "".join(traceback.format_exception_only(exc)).strip()
+        console.print(f"[bold red]  row failed:[/] {detail}")
+        return replace(base, error=detail)
+    console.print(
+        f"  {result.throughput:,.1f} {result.unit}, p50 {_ms(result.p50_ms)},"
+        f" p99 {_ms(result.p99_ms)} [dim]({time.monotonic() - started:.1f}s)[/]"
+    )
+    hooks = ctx.audits()
+    if not hooks and spec.needs_audit:
+        problem = "creditbook rows must register an audit hook (@row(audit=) or ctx.add_audit)"
+        return replace(base, result=result, audit="failed", audit_problems=(problem,))
+    problems: list[str] = []
+    for hook in hooks:
         try:
-            result = replace(spec.func(ctx), name=spec.name)
+            problems.extend(str(p) for p in hook())
         except Exception as exc:
-            detail = "".join(traceback.format_exception_only(exc)).strip()
-            console.print(f"[bold red]  row failed:[/] {detail}")
-            return replace(base, error=detail)
-        console.print(
-            f"  {result.throughput:,.1f} {result.unit}, p50 {_ms(result.p50_ms)},"
-            f" p99 {_ms(result.p99_ms)} [dim]({time.monotonic() - started:.1f}s)[/]"
-        )
-        results.append(result)
-        hooks = ctx.audits()
-        if not hooks and spec.needs_audit:
-            problem = "creditbook rows must register an audit hook (@row(audit=) or ctx.add_audit)"
-            return replace(base, result=result, audit="failed", audit_problems=(problem,))
-        problems: list[str] = []
-        for hook in hooks:
-            try:
-                problems.extend(str(p) for p in hook())
-            except Exception as exc:
-                problems.append(f"audit hook raised {exc!r}")
-        if problems:
-            console.print(f"[bold red]  audit failed:[/] {problems}")
-            return replace(base, result=result, audit="failed", audit_problems=tuple(problems))
-        if hooks:
-            audited = True
-            console.print("  [green]audit clean[/]")
-    return replace(base, result=_median(results), audit="clean" if audited else "none")
+            problems.append(f"audit hook raised {exc!r}")
+    if problems:
+        console.print(f"[bold red]  audit failed:[/] {problems}")
+        return replace(base, result=result, audit="failed", audit_problems=tuple(problems))
+    if hooks:
+        console.print("  [green]audit clean[/]")
+    return replace(base, result=result, audit="clean" if hooks else "none")
 
 
 def _median(results: list[RowResult]) -> RowResult:
@@ -116,6 +106,10 @@ def run_rows(
     specs: list[RowSpec], ctx: RunContext, console: Console, repeat: int = 1
 ) -> tuple[list[RowOutcome], bool]:
     """Run ``specs`` ``repeat`` times in rounds (A B C, A B C, ...), each row's median.
+
+    With repeats the reported result is the one with the median throughput, and every
+    round's throughput is kept in ``extra["repeats"]``: on a shared 2-core machine one
+    unlucky 10-second window should not decide a ratio.
 
     Rounds, not each row's repetitions back to back: a ratio compares two rows, and
     on a shared machine whose speed drifts over minutes the rows of one round are

@@ -63,10 +63,10 @@ class Services:
             return None
         return found[0]
 
-    def remember(self, key_hash: str, principal: Principal, generation: int | None = None) -> None:
+    def remember(self, key_hash: str, principal: Principal, generation: int) -> None:
         """Cache ``principal``, unless the keys changed since ``generation`` was read."""
         with self._cache_lock:
-            if generation is not None and generation != self._generation:
+            if generation != self._generation:
                 return  # a revocation landed while it was being verified
             if len(self._cache) > 50_000:
                 self._cache.clear()

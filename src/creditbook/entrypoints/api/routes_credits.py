@@ -14,7 +14,7 @@ holding a thread (see ``Creditbook.transact_async``). Reads stay plain
 
 from __future__ import annotations
 
-from typing import Annotated
+from typing import Annotated, Any
 
 from fastapi import APIRouter, Path, Request, status
 
@@ -42,6 +42,8 @@ from creditbook.entrypoints.api.schemas import (
 
 router = APIRouter(tags=["credits"], responses=problem_responses(401, 403, 404, 422, 429))
 SPEND = problem_responses(402, 409)
+# What every spend route declares besides its own answer: its errors, its key and header.
+SPEND_ROUTE: dict[str, Any] = {"responses": SPEND, "openapi_extra": SPEND_OPENAPI}
 HoldId = Annotated[str, Path(min_length=1, max_length=40, pattern=r"^[A-Za-z0-9_]+$")]
 
 
@@ -71,8 +73,7 @@ def lemlist_credits(svc: ServicesDep, me: MemberDep) -> LemlistCredits:
     "/v1/charges",
     status_code=status.HTTP_201_CREATED,
     response_model=ChargeOut,
-    responses=SPEND,
-    openapi_extra=SPEND_OPENAPI,
+    **SPEND_ROUTE,
 )
 async def charge(body: ChargeCreate, request: Request) -> ChargeOut:
     """Charge a use whose outcome is known; a non-billable outcome costs 0 credits."""
@@ -94,8 +95,7 @@ async def charge(body: ChargeCreate, request: Request) -> ChargeOut:
     "/v1/holds",
     status_code=status.HTTP_201_CREATED,
     response_model=HoldOut,
-    responses=SPEND,
-    openapi_extra=SPEND_OPENAPI,
+    **SPEND_ROUTE,
 )
 async def hold(body: HoldCreate, request: Request) -> HoldOut:
     """Reserve the most the work can cost before doing it; capture or release it after."""
@@ -133,8 +133,7 @@ def get_hold(hold_id: HoldId, svc: ServicesDep, me: MemberDep) -> HoldState:
     "/v1/holds/{hold_id}/capture",
     status_code=status.HTTP_201_CREATED,
     response_model=ChargeOut,
-    responses=SPEND,
-    openapi_extra=SPEND_OPENAPI,
+    **SPEND_ROUTE,
 )
 async def capture(hold_id: HoldId, request: Request, body: CaptureIn | None = None) -> ChargeOut:
     """Charge what the held work cost (at most the held amount); the rest returns."""
@@ -156,8 +155,7 @@ async def capture(hold_id: HoldId, request: Request, body: CaptureIn | None = No
 @router.post(
     "/v1/holds/{hold_id}/release",
     response_model=ReleaseOut,
-    responses=SPEND,
-    openapi_extra=SPEND_OPENAPI,
+    **SPEND_ROUTE,
 )
 async def release(hold_id: HoldId, request: Request) -> ReleaseOut:
     """Give back every credit the hold reserved."""
