@@ -12,6 +12,7 @@ database, the worst moment, and must probe an index.
 
 from __future__ import annotations
 
+import asyncio
 import re
 
 import psycopg
@@ -139,3 +140,90 @@ def test_set_based_updates_are_planned_at_every_run(fresh_pg_url: str) -> None:
         uow.rollback()
     assert book.engine is not None
     book.engine.dispose()
+
+
+# ---- the reads run their generic plan, not a new plan per batch ---------------------------
+# PostgreSQL plans a prepared statement afresh (a custom plan) while that looks cheaper
+# than its generic plan. Given the batch's array as a constant, ``unnest`` estimated
+# its real length and the custom plan always won: each batch planned its reads again.
+
+BATCH_READS = (BATCH_LOCK_SQL, BATCH_KEYS_SQL, BATCH_GRANTS_SQL, BATCH_SETTINGS_SQL)
+RUNS = 15  # psycopg prepares at the 6th run; PostgreSQL plans the first 5 runs custom
+
+
+def _plans(rows: list[tuple[str, int, int]], sql: str) -> tuple[int, int]:
+    """(generic plans, custom plans) of the prepared statement psycopg made of ``sql``."""
+    numbered = iter(range(1, 100))
+    text = re.sub("%s", lambda _: f"${next(numbered)}", sql)
+    found = [(g, c) for statement, g, c in rows if statement == text]
+    assert len(found) == 1, f"{sql[:60]} was not prepared on the committer's connection"
+    return found[0]
+
+
+PLANS_SQL = "SELECT statement, generic_plans, custom_plans FROM pg_prepared_statements"
+
+
+def _assert_generic(rows: list[tuple[str, int, int]]) -> None:
+    for sql in BATCH_READS:
+        generic, custom = _plans(rows, sql)
+        assert custom <= 5 and generic >= RUNS - 5 - 5, (sql[:60], generic, custom)
+
+
+def test_the_threads_batch_reads_run_their_generic_plan(pg_session_url: str) -> None:
+    book = creditbook.open(pg_session_url)
+    team = book.create_team("Plans").id
+    book.grant(team, 1_000, category="purchased", source="purchase")
+    group = book.enable_group_commit()
+    try:
+        for i in range(RUNS):  # one at a time: a batch each
+            book.charge(team, "email_finder", outcome="deliverable", idempotency_key=f"t{i}")
+        assert group.stats.batches == RUNS
+        with group.paused():  # the committer's connection is idle while we look
+            assert group._conn is not None
+            rows = group._conn.exec_driver_sql(PLANS_SQL).fetchall()
+        _assert_generic([tuple(r) for r in rows])
+    finally:
+        book.disable_group_commit()
+        assert book.engine is not None
+        book.engine.dispose()
+
+
+def test_the_loops_batch_reads_run_their_generic_plan(pg_session_url: str) -> None:
+    book = creditbook.open(pg_session_url)
+    team = book.create_team("Plans").id
+    book.grant(team, 1_000, category="purchased", source="purchase")
+    group = book.enable_group_commit(on_loop=True)
+
+    async def scenario() -> list[tuple[str, int, int]]:
+        for i in range(RUNS):
+            await book.charge_async(
+                team, "email_finder", outcome="deliverable", idempotency_key=f"l{i}"
+            )
+        conn = group._loops[asyncio.get_running_loop()].conn
+        cursor = await conn.execute(PLANS_SQL)
+        return [tuple(r) for r in await cursor.fetchall()]
+
+    try:
+        rows = asyncio.run(scenario())
+        assert group.stats.batches == RUNS and group._thread is None
+        _assert_generic(rows)
+    finally:
+        book.disable_group_commit()
+        assert book.engine is not None
+        book.engine.dispose()
+
+
+def test_the_old_form_of_the_reads_was_planned_at_every_run(fresh_pg_url: str) -> None:
+    # Shows what the two tests above guard against: the array given straight to unnest.
+    creditbook.open(fresh_pg_url).engine.dispose()  # type: ignore[union-attr]
+    old = BATCH_GRANTS_SQL.replace("unnest((SELECT %s::text[]))", "unnest(%s::text[])")
+    assert old != BATCH_GRANTS_SQL
+    conninfo = make_url(fresh_pg_url).set(drivername="postgresql").render_as_string(False)
+    with psycopg.connect(conninfo, autocommit=True) as conn:
+        for sql in (old, BATCH_GRANTS_SQL):
+            for _ in range(RUNS):
+                conn.execute(sql, [["team_a"]])
+        rows = [tuple(r) for r in conn.execute(PLANS_SQL).fetchall()]
+    assert _plans(rows, old) == (0, RUNS - 5)  # type: ignore[arg-type]
+    generic, custom = _plans(rows, BATCH_GRANTS_SQL)  # type: ignore[arg-type]
+    assert custom == 5 and generic == RUNS - 5 - 5
