@@ -108,11 +108,11 @@ LIVE_GRANTS_SQL = f"SELECT {_GRANT_COLUMNS} FROM grants WHERE team_id = ANY(%s) 
 # that the planner cannot flatten (LIMIT / OFFSET 0): an index lookup per key,
 # whatever the statistics said when the plan was made.
 #
-# With that form the generic plan is right at any size, and PostgreSQL must use it. It plans
-# a prepared statement afresh (a custom plan) while that looks cheaper than the generic
-# one, and with the array given as a constant ``unnest`` estimates its real length (one
-# team, say) where the generic plan assumes ten: the custom plan always looked cheaper,
-# and every batch planned its four reads again, a fifth of the server's CPU per batch
+# With that form the generic plan is right at any size, and PostgreSQL must use it.
+# It plans a prepared statement afresh (a custom plan) while that looks cheaper than
+# the generic one, and with the array given as a constant ``unnest`` estimates its real
+# length (one team, say) where the generic plan assumes ten: the custom plan always
+# looked cheaper, and every batch planned its reads again, 15% of the backend's CPU
 # (benchmarks/README.md, ninth pass). Each array therefore comes through a scalar
 # subquery, which hides its length from the custom plan too: both estimate the same,
 # and after its five custom plans the statement runs its generic one.
