@@ -14,6 +14,8 @@ from __future__ import annotations
 
 import asyncio
 import re
+from collections.abc import Iterator, Sequence
+from typing import Any
 
 import psycopg
 import pytest
@@ -75,14 +77,28 @@ OLD_FORMS = [
 ]
 
 
-def _generic_plan(url: str, sql: str, args: list[str]) -> str:
+def _numbered(sql: str) -> str:
+    """``sql`` with psycopg's ``%s`` as PostgreSQL's ``$1, $2, ...`` (as it prepares them)."""
     numbered = iter(range(1, 100))
-    prepared = re.sub("%s", lambda _: f"${next(numbered)}", sql)
+    return re.sub("%s", lambda _: f"${next(numbered)}", sql)
+
+
+def _conninfo(url: str) -> str:
+    return make_url(url).set(drivername="postgresql").render_as_string(hide_password=False)
+
+
+def _migrate(url: str) -> None:
+    """Create creditbook's tables in the new, empty database at ``url``."""
+    engine = creditbook.open(url).engine
+    assert engine is not None
+    engine.dispose()
+
+
+def _generic_plan(url: str, sql: str, args: list[str]) -> str:
     literal = ", ".join(args)
-    conninfo = make_url(url).set(drivername="postgresql").render_as_string(hide_password=False)
-    with psycopg.connect(conninfo, autocommit=True) as conn:
+    with psycopg.connect(_conninfo(url), autocommit=True) as conn:
         conn.execute("SET plan_cache_mode = force_generic_plan")
-        conn.execute(f"PREPARE probe AS {prepared}")
+        conn.execute(f"PREPARE probe AS {_numbered(sql)}")
         rows = conn.execute(f"EXPLAIN EXECUTE probe({literal})").fetchall()
     return "\n".join(r[0] for r in rows)
 
@@ -93,9 +109,7 @@ def _generic_plan(url: str, sql: str, args: list[str]) -> str:
 def test_batch_statements_probe_an_index_even_when_planned_on_empty_tables(
     fresh_pg_url: str, sql: str, table: str, args: list[str]
 ) -> None:
-    engine = creditbook.open(fresh_pg_url).engine  # migrates the new, empty database
-    assert engine is not None
-    engine.dispose()
+    _migrate(fresh_pg_url)
     plan = _generic_plan(fresh_pg_url, sql, args)
     assert f"Seq Scan on {table}" not in plan, plan
     assert "Index" in plan, plan
@@ -106,9 +120,7 @@ def test_the_old_forms_this_guards_against_scan_an_empty_table(
     fresh_pg_url: str, sql: str, table: str, args: list[str]
 ) -> None:
     # Shows the test above can fail: the old statements, planned the same way, scan.
-    engine = creditbook.open(fresh_pg_url).engine
-    assert engine is not None
-    engine.dispose()
+    _migrate(fresh_pg_url)
     plan = _generic_plan(fresh_pg_url, sql, args)
     assert f"Seq Scan on {table}" in plan, plan
 
@@ -149,49 +161,54 @@ def test_set_based_updates_are_planned_at_every_run(fresh_pg_url: str) -> None:
 
 BATCH_READS = (BATCH_LOCK_SQL, BATCH_KEYS_SQL, BATCH_GRANTS_SQL, BATCH_SETTINGS_SQL)
 RUNS = 15  # psycopg prepares at the 6th run; PostgreSQL plans the first 5 runs custom
+GENERIC_RUNS = RUNS - 5 - 5  # what is left once both have had their five
+PLANS_SQL = "SELECT statement, generic_plans, custom_plans FROM pg_prepared_statements"
 
 
-def _plans(rows: list[tuple[str, int, int]], sql: str) -> tuple[int, int]:
+def _plans(rows: Sequence[Sequence[Any]], sql: str) -> tuple[int, int]:
     """(generic plans, custom plans) of the prepared statement psycopg made of ``sql``."""
-    numbered = iter(range(1, 100))
-    text = re.sub("%s", lambda _: f"${next(numbered)}", sql)
+    text = _numbered(sql)
     found = [(g, c) for statement, g, c in rows if statement == text]
     assert len(found) == 1, f"{sql[:60]} was not prepared on the committer's connection"
     return found[0]
 
 
-PLANS_SQL = "SELECT statement, generic_plans, custom_plans FROM pg_prepared_statements"
-
-
-def _assert_generic(rows: list[tuple[str, int, int]]) -> None:
+def _assert_generic(rows: Sequence[Sequence[Any]]) -> None:
     for sql in BATCH_READS:
         generic, custom = _plans(rows, sql)
-        assert custom <= 5 and generic >= RUNS - 5 - 5, (sql[:60], generic, custom)
+        assert custom <= 5 and generic >= GENERIC_RUNS, (sql[:60], generic, custom)
 
 
-def test_the_threads_batch_reads_run_their_generic_plan(pg_session_url: str) -> None:
+@pytest.fixture
+def funded(pg_session_url: str) -> Iterator[tuple[creditbook.Creditbook, str]]:
+    """A book and a team with credits; group commit turned off and the engine closed after."""
     book = creditbook.open(pg_session_url)
     team = book.create_team("Plans").id
     book.grant(team, 1_000, category="purchased", source="purchase")
+    yield book, team
+    book.disable_group_commit()
+    assert book.engine is not None
+    book.engine.dispose()
+
+
+def test_the_threads_batch_reads_run_their_generic_plan(
+    funded: tuple[creditbook.Creditbook, str],
+) -> None:
+    book, team = funded
     group = book.enable_group_commit()
-    try:
-        for i in range(RUNS):  # one at a time: a batch each
-            book.charge(team, "email_finder", outcome="deliverable", idempotency_key=f"t{i}")
-        assert group.stats.batches == RUNS
-        with group.paused():  # the committer's connection is idle while we look
-            assert group._conn is not None
-            rows = group._conn.exec_driver_sql(PLANS_SQL).fetchall()
-        _assert_generic([tuple(r) for r in rows])
-    finally:
-        book.disable_group_commit()
-        assert book.engine is not None
-        book.engine.dispose()
+    for i in range(RUNS):  # one at a time: a batch each
+        book.charge(team, "email_finder", outcome="deliverable", idempotency_key=f"t{i}")
+    assert group.stats.batches == RUNS
+    with group.paused():  # the committer's connection is idle while we look
+        assert group._conn is not None
+        rows = group._conn.exec_driver_sql(PLANS_SQL).fetchall()
+    _assert_generic(rows)
 
 
-def test_the_loops_batch_reads_run_their_generic_plan(pg_session_url: str) -> None:
-    book = creditbook.open(pg_session_url)
-    team = book.create_team("Plans").id
-    book.grant(team, 1_000, category="purchased", source="purchase")
+def test_the_loops_batch_reads_run_their_generic_plan(
+    funded: tuple[creditbook.Creditbook, str],
+) -> None:
+    book, team = funded
     group = book.enable_group_commit(on_loop=True)
 
     async def scenario() -> list[tuple[str, int, int]]:
@@ -203,27 +220,21 @@ def test_the_loops_batch_reads_run_their_generic_plan(pg_session_url: str) -> No
         cursor = await conn.execute(PLANS_SQL)
         return [tuple(r) for r in await cursor.fetchall()]
 
-    try:
-        rows = asyncio.run(scenario())
-        assert group.stats.batches == RUNS and group._thread is None
-        _assert_generic(rows)
-    finally:
-        book.disable_group_commit()
-        assert book.engine is not None
-        book.engine.dispose()
+    rows = asyncio.run(scenario())
+    assert group.stats.batches == RUNS and group._thread is None
+    _assert_generic(rows)
 
 
 def test_the_old_form_of_the_reads_was_planned_at_every_run(fresh_pg_url: str) -> None:
     # Shows what the two tests above guard against: the array given straight to unnest.
-    creditbook.open(fresh_pg_url).engine.dispose()  # type: ignore[union-attr]
+    _migrate(fresh_pg_url)
     old = BATCH_GRANTS_SQL.replace("unnest((SELECT %s::text[]))", "unnest(%s::text[])")
     assert old != BATCH_GRANTS_SQL
-    conninfo = make_url(fresh_pg_url).set(drivername="postgresql").render_as_string(False)
-    with psycopg.connect(conninfo, autocommit=True) as conn:
+    with psycopg.connect(_conninfo(fresh_pg_url), autocommit=True) as conn:
         for sql in (old, BATCH_GRANTS_SQL):
             for _ in range(RUNS):
                 conn.execute(sql, [["team_a"]])
-        rows = [tuple(r) for r in conn.execute(PLANS_SQL).fetchall()]
-    assert _plans(rows, old) == (0, RUNS - 5)  # type: ignore[arg-type]
-    generic, custom = _plans(rows, BATCH_GRANTS_SQL)  # type: ignore[arg-type]
-    assert custom == 5 and generic == RUNS - 5 - 5
+        rows = conn.execute(PLANS_SQL).fetchall()
+    assert _plans(rows, old) == (0, RUNS - 5)
+    generic, custom = _plans(rows, BATCH_GRANTS_SQL)
+    assert custom == 5 and generic == GENERIC_RUNS
