@@ -29,20 +29,40 @@ class SlowAccess:
         self.calls = 0
         self.delay = delay
         self.fail = fail
-        self.started = threading.Event()
         self._lock = threading.Lock()
 
     def verify(self, token: str) -> Principal | None:
         with self._lock:
             self.calls += 1
-        self.started.set()
         time.sleep(self.delay)
         if self.fail:
             raise RuntimeError("database down")
         return PRINCIPAL if token == "good" else None
 
 
-def _services(access: SlowAccess) -> Services:
+class GatedAccess:
+    """Stands in for ``AccessService.verify``: each call waits for the test to open its gate.
+
+    The order in which checks answer is then the test's, not the thread pool's
+    (with fixed delays, a loaded machine let the second check answer first).
+    """
+
+    def __init__(self, calls: int) -> None:
+        self.calls = 0
+        self.entered = threading.Semaphore(0)
+        self.gates = [threading.Event() for _ in range(calls)]
+        self._lock = threading.Lock()
+
+    def verify(self, token: str) -> Principal | None:
+        with self._lock:
+            number = self.calls
+            self.calls += 1
+        self.entered.release()
+        self.gates[number].wait(5)
+        return PRINCIPAL
+
+
+def _services(access: SlowAccess | GatedAccess) -> Services:
     return Services(
         book=cast(Any, None),
         access=cast(Any, access),
@@ -70,21 +90,26 @@ def test_concurrent_misses_of_one_key_share_one_check() -> None:
 
 
 def test_a_revocation_during_a_check_keeps_its_answer_out_of_the_cache() -> None:
-    access = SlowAccess(delay=0.2)
+    access = GatedAccess(calls=2)
     svc = _services(access)
+
+    async def entered() -> bool:
+        return await asyncio.to_thread(access.entered.acquire, True, 5)
 
     async def revoke_meanwhile() -> None:
         check = asyncio.ensure_future(svc.verify("h_good", "good"))
-        await asyncio.to_thread(access.started.wait, 5)
+        assert await entered()
         svc.forget_keys()  # e.g. the key was revoked through this process
         later = asyncio.ensure_future(svc.verify("h_good", "good"))
-        await asyncio.sleep(0.05)
-        assert access.calls == 2  # a request after the revocation does not join the old check
+        assert await entered()  # a request after the revocation does not join the old check
+        access.gates[0].set()
         assert await check == PRINCIPAL  # answered as of before the revocation...
         assert svc.cached("h_good") is None  # ...and kept out of the cache
+        access.gates[1].set()
         assert await later == PRINCIPAL  # the new check (this stub never revokes)
 
     asyncio.run(revoke_meanwhile())
+    assert access.calls == 2
     assert svc.cached("h_good") == PRINCIPAL
 
 
@@ -107,16 +132,17 @@ def test_a_failed_check_fails_every_waiter_and_the_next_request_retries() -> Non
 
 
 def test_a_waiter_cancelled_does_not_cancel_the_others() -> None:
-    access = SlowAccess(delay=0.2)
+    access = GatedAccess(calls=1)
     svc = _services(access)
 
     async def one_leaves() -> Principal | None:
         leaving = asyncio.ensure_future(svc.verify("h_good", "good"))
         staying = asyncio.ensure_future(svc.verify("h_good", "good"))
-        await asyncio.sleep(0.05)
+        assert await asyncio.to_thread(access.entered.acquire, True, 5)
         leaving.cancel()
         with pytest.raises(asyncio.CancelledError):
             await leaving
+        access.gates[0].set()
         return await staying
 
     assert asyncio.run(one_leaves()) == PRINCIPAL
