@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import threading
+from typing import Any, cast
 
 import pytest
 
@@ -14,11 +15,14 @@ from creditbook import (
     IdempotencyConflict,
     InsufficientCredits,
     InvalidInput,
+    InvalidQuantity,
     TeamNotFound,
     UnknownFeature,
+    UnknownOutcome,
 )
 from creditbook.adapters.db.repository import SqlUnitOfWork
 from creditbook.domain.book import TeamBook
+from creditbook.domain.pricing import Call
 from creditbook.service.group_commit import ChargeItem
 
 COST = 5  # email_finder, deliverable
@@ -186,6 +190,67 @@ def test_idempotent_retries_within_and_across_batches_charge_once(
         grouped.charge(team, "phone_finder", outcome="found", idempotency_key="k1")
     assert grouped.balance(team).available == 100 - COST
     assert grouped.audit(team).clean
+
+
+# Requests that differ in one field each: ``charge_many`` hashes each distinct request
+# once per call, so every field must tell two requests apart.
+DISTINCT_REQUESTS: list[dict[str, Any]] = [
+    {"feature": "email_finder", "outcome": "deliverable"},
+    {"feature": "phone_finder", "outcome": "found"},
+    {"feature": "linkedin_enrichment", "outcome": "found"},
+    {"feature": "email_finder", "outcome": "risky"},
+    {"feature": "email_finder", "outcome": "deliverable", "quantity": 2},
+    {"feature": "email_finder", "outcome": "deliverable", "actor": Actor(member_id="mem_x")},
+    {"feature": "calling", "call": Call(60, True, "US")},
+    {"feature": "calling", "call": Call(61, True, "US")},
+]
+
+
+def test_each_distinct_request_of_a_batch_keeps_its_own_hash(
+    grouped: creditbook.Creditbook,
+) -> None:
+    team = _team(grouped, 1000)
+    requests = DISTINCT_REQUESTS
+    # Twice each, under distinct keys and interleaved: repeats share the call's hash.
+    keyed = [(f"k{i}-{n}", r) for n in range(2) for i, r in enumerate(requests)]
+    receipts = grouped.charge_many(team, [ChargeItem(**r, idempotency_key=k) for k, r in keyed])
+    assert all(isinstance(r, ChargeReceipt) for r in receipts)
+    for (key, request), receipt in zip(keyed, receipts, strict=True):
+        # A retry alone, hashed without the batch: the same request answers the receipt...
+        assert grouped.charge(team, idempotency_key=key, **request) == receipt
+        # ...and any other request under the same key is a conflict.
+        for other in requests:
+            if other is not request:
+                with pytest.raises(IdempotencyConflict):
+                    grouped.charge(team, idempotency_key=key, **other)
+    assert grouped.audit(team).clean
+
+
+def test_values_that_compare_equal_but_encode_apart_keep_their_own_hash(
+    book: creditbook.Creditbook,
+) -> None:
+    team = _team(book, 1000)
+    answered_as_int = Call(60, cast(Any, 1), "US")  # == Call(60, True, "US"), encodes 1
+    results = book.charge_many(
+        team,
+        [
+            ChargeItem("email_finder", quantity=cast(Any, True), idempotency_key="bool"),
+            ChargeItem("email_finder", quantity=1, idempotency_key="int"),
+            ChargeItem("email_finder", quantity=cast(Any, [1]), idempotency_key="list"),
+            ChargeItem("email_finder", outcome=cast(Any, ["x"]), idempotency_key="outcome"),
+            ChargeItem("calling", call=answered_as_int, idempotency_key="call-1"),
+            ChargeItem("calling", call=Call(60, True, "US"), idempotency_key="call-true"),
+        ],
+    )
+    assert [type(r) for r in results] == [
+        InvalidQuantity, ChargeReceipt, InvalidQuantity, UnknownOutcome, ChargeReceipt,
+        ChargeReceipt,
+    ]  # fmt: skip
+    # Each stored receipt is found again by its own request, hashed alone.
+    assert book.charge(team, "email_finder", quantity=1, idempotency_key="int") == results[1]
+    again = book.charge(team, "calling", call=Call(60, True, "US"), idempotency_key="call-true")
+    assert again == results[5]
+    assert book.audit(team).clean
 
 
 def test_many_threads_retrying_the_same_keys_charge_each_key_once(
