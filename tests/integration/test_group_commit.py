@@ -210,16 +210,15 @@ def test_each_distinct_request_of_a_batch_keeps_its_own_hash(
     grouped: creditbook.Creditbook,
 ) -> None:
     team = _team(grouped, 1000)
-    requests = DISTINCT_REQUESTS
     # Twice each, under distinct keys and interleaved: repeats share the call's hash.
-    keyed = [(f"k{i}-{n}", r) for n in range(2) for i, r in enumerate(requests)]
+    keyed = [(f"k{i}-{n}", r) for n in range(2) for i, r in enumerate(DISTINCT_REQUESTS)]
     receipts = grouped.charge_many(team, [ChargeItem(**r, idempotency_key=k) for k, r in keyed])
     assert all(isinstance(r, ChargeReceipt) for r in receipts)
     for (key, request), receipt in zip(keyed, receipts, strict=True):
         # A retry alone, hashed without the batch: the same request answers the receipt...
         assert grouped.charge(team, idempotency_key=key, **request) == receipt
         # ...and any other request under the same key is a conflict.
-        for other in requests:
+        for other in DISTINCT_REQUESTS:
             if other is not request:
                 with pytest.raises(IdempotencyConflict):
                     grouped.charge(team, idempotency_key=key, **other)

@@ -375,7 +375,7 @@ class Creditbook:
                 f"a batch has 1 to {MAX_BATCH_ITEMS} charges, got {len(items)}", field="items"
             )
         commands: list[Command | CreditbookError] = []
-        digests: dict[tuple[Any, ...], str] = {}
+        digests: dict[tuple[Any, ...], tuple[str, ChargeItem]] = {}
         for index, item in enumerate(items):
             team = item.team_id or team_id
             key = item.idempotency_key
@@ -945,7 +945,9 @@ def _call_dict(call: Call | None) -> dict[str, Any] | None:
 
 
 def _item_digest(
-    digests: dict[tuple[Any, ...], str], item: ChargeItem, request: dict[str, Any]
+    digests: dict[tuple[Any, ...], tuple[str, ChargeItem]],
+    item: ChargeItem,
+    request: dict[str, Any],
 ) -> str:
     """The hash of a ``charge_many`` item's request, once per distinct request of the call.
 
@@ -962,12 +964,14 @@ def _item_digest(
         return request_hash("charge", request)
     what = (item.feature, item.quantity, item.outcome, id(item.call), id(item.actor))
     try:
-        digest = digests.get(what)
+        found = digests.get(what)
     except TypeError:  # an unhashable feature or outcome, which the item's checks refuse
         return request_hash("charge", request)
-    if digest is None:
-        digest = digests[what] = request_hash("charge", request)
-    return digest
+    if found is None:
+        # Keeping the item keeps its call and actor alive: their ids stay theirs
+        # for the whole call, even if ``items`` makes its items as it is read.
+        found = digests[what] = (request_hash("charge", request), item)
+    return found[0]
 
 
 def _checked_digest(operation: str, request: dict[str, Any], idempotency_key: str | None) -> str:
