@@ -25,16 +25,15 @@ PRINCIPAL = Principal("team_a", "mem_a", "key_a", Role.ADMIN)
 class SlowAccess:
     """Stands in for ``AccessService.verify``: counts its calls, takes a while, can fail."""
 
-    def __init__(self, delay: float = 0.05, fail: bool = False) -> None:
+    def __init__(self, fail: bool = False) -> None:
         self.calls = 0
-        self.delay = delay
         self.fail = fail
         self._lock = threading.Lock()
 
     def verify(self, token: str) -> Principal | None:
         with self._lock:
             self.calls += 1
-        time.sleep(self.delay)
+        time.sleep(0.05)
         if self.fail:
             raise RuntimeError("database down")
         return PRINCIPAL if token == "good" else None
@@ -60,6 +59,10 @@ class GatedAccess:
         self.entered.release()
         self.gates[number].wait(5)
         return PRINCIPAL
+
+    async def a_check_entered(self) -> bool:
+        """Whether another call entered ``verify`` within 5 s (awaited off the loop)."""
+        return await asyncio.to_thread(self.entered.acquire, True, 5)
 
 
 def _services(access: SlowAccess | GatedAccess) -> Services:
@@ -93,15 +96,13 @@ def test_a_revocation_during_a_check_keeps_its_answer_out_of_the_cache() -> None
     access = GatedAccess(calls=2)
     svc = _services(access)
 
-    async def entered() -> bool:
-        return await asyncio.to_thread(access.entered.acquire, True, 5)
-
     async def revoke_meanwhile() -> None:
         check = asyncio.ensure_future(svc.verify("h_good", "good"))
-        assert await entered()
+        assert await access.a_check_entered()
         svc.forget_keys()  # e.g. the key was revoked through this process
         later = asyncio.ensure_future(svc.verify("h_good", "good"))
-        assert await entered()  # a request after the revocation does not join the old check
+        # A request after the revocation does not join the old check: it starts its own.
+        assert await access.a_check_entered()
         access.gates[0].set()
         assert await check == PRINCIPAL  # answered as of before the revocation...
         assert svc.cached("h_good") is None  # ...and kept out of the cache
@@ -138,7 +139,7 @@ def test_a_waiter_cancelled_does_not_cancel_the_others() -> None:
     async def one_leaves() -> Principal | None:
         leaving = asyncio.ensure_future(svc.verify("h_good", "good"))
         staying = asyncio.ensure_future(svc.verify("h_good", "good"))
-        assert await asyncio.to_thread(access.entered.acquire, True, 5)
+        assert await access.a_check_entered()
         leaving.cancel()
         with pytest.raises(asyncio.CancelledError):
             await leaving
