@@ -34,6 +34,7 @@ from .core import (
     select_rows,
 )
 from .machine import calibrate, describe_machine
+from .private_pg import private_postgres
 from .report import (
     RowOutcome,
     evaluate_limits,
@@ -44,6 +45,7 @@ from .report import (
     print_report,
     write_json,
 )
+from .statements import Scenario, count_statements, markdown_table, print_table
 from .targets import LIMITS, PLANNED_ROWS, RATIOS
 
 RESULTS_DIR = Path(__file__).resolve().parent.parent / "results"
@@ -174,14 +176,39 @@ def calibration_text(machine: dict[str, Any]) -> str:
     return text
 
 
-def replot(source: Path, out: Path, scale: str) -> int:
-    document = json.loads(source.read_text())
+def latest_markdown(document: dict[str, Any]) -> str:
+    """``latest.md``: the tables of the run, then its statements per operation."""
     outcomes = [outcome_from_json(r) for r in document["rows"]]
     ratios = evaluate_ratios(outcomes, RATIOS)
     limits = evaluate_limits(outcomes, LIMITS)
-    (out / "latest.md").write_text(
-        markdown_report(outcomes, ratios, limits, machine_line(document))
-    )
+    text = markdown_report(outcomes, ratios, limits, machine_line(document))
+    scenarios = [Scenario.from_json(s) for s in document.get("statements") or []]
+    if scenarios:
+        text += (
+            "\n## Statements per operation (pg_stat_statements, a private cluster)\n\n"
+            + markdown_table(scenarios)
+        )
+    return text
+
+
+def measure_statements(console: Console) -> tuple[list[Scenario], str | None]:
+    """The statement count on a private cluster; the error instead when it failed."""
+    console.print("[bold]▶ statements per operation[/] [dim](pg_stat_statements)[/]")
+    try:
+        with private_postgres() as pg:
+            scenarios = count_statements(pg)
+    except Exception as exc:
+        detail = "".join(traceback.format_exception_only(exc)).strip()
+        console.print(f"[bold red]  statement count failed:[/] {detail}")
+        return [], f"statement count: {detail}"
+    console.print("  [green]audit clean[/]")
+    return scenarios, None
+
+
+def replot(source: Path, out: Path, scale: str) -> int:
+    document = json.loads(source.read_text())
+    outcomes = [outcome_from_json(r) for r in document["rows"]]
+    (out / "latest.md").write_text(latest_markdown(document))
     plot_throughput(
         outcomes,
         out / "latest.png",
@@ -213,6 +240,11 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--results-dir", type=Path, default=RESULTS_DIR)
     p.add_argument("--no-save", action="store_true", help="print only; write no files")
     p.add_argument("--no-plot", action="store_true")
+    p.add_argument(
+        "--no-statements",
+        action="store_true",
+        help="skip counting statements per operation (pg_stat_statements, a private cluster)",
+    )
     p.add_argument(
         "--replot",
         type=Path,
@@ -284,12 +316,18 @@ def main(argv: Sequence[str] | None = None) -> int:
         cleanup_errors = ctx.close()
     for err in cleanup_errors:
         console.print(f"[red]{err}[/]")
+    scenarios: list[Scenario] = []
+    statement_error: str | None = None
+    if not args.no_statements and not interrupted:
+        scenarios, statement_error = measure_statements(console)
 
     # Again at the end: a machine whose speed drifted during the run shows it here.
     machine["calibration_at_end"] = calibrate()
     ratio_verdicts = evaluate_ratios(outcomes, RATIOS)
     limit_verdicts = evaluate_limits(outcomes, LIMITS)
     print_report(console, outcomes, ratio_verdicts, limit_verdicts)
+    if scenarios:
+        print_table(console, scenarios)
 
     failed = [o.name for o in outcomes if not o.ok]
     missed = [v.label for v in [*ratio_verdicts, *limit_verdicts] if v.status == "missed"]
@@ -301,11 +339,13 @@ def main(argv: Sequence[str] | None = None) -> int:
         "argv": list(argv if argv is not None else sys.argv[1:]),
         "machine": machine,
         "rows": [o.to_json() for o in outcomes],
+        "statements": [s.to_json() for s in scenarios],
         "ratios": [v.to_json() for v in ratio_verdicts],
         "limits": [v.to_json() for v in limit_verdicts],
         "failed_rows": failed,
         "missed_targets": missed,
         "cleanup_errors": cleanup_errors,
+        "statements_error": statement_error,
         "interrupted": interrupted,
     }
     if not args.no_save:
@@ -313,9 +353,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         stamp = started.strftime("%Y%m%dT%H%M%SZ")
         write_json(out / f"{stamp}.json", document)
         write_json(out / "latest.json", document)
-        (out / "latest.md").write_text(
-            markdown_report(outcomes, ratio_verdicts, limit_verdicts, machine_line(document))
-        )
+        (out / "latest.md").write_text(latest_markdown(document))
         if not args.no_plot:
             plot_throughput(
                 outcomes,
@@ -324,8 +362,8 @@ def main(argv: Sequence[str] | None = None) -> int:
                 title=plot_title(document),
             )
         console.print(f"[dim]saved {out / f'{stamp}.json'} and latest.json/.md/.png[/]")
-    if failed or cleanup_errors or interrupted:
-        console.print(f"[bold red]run failed: {failed or cleanup_errors}[/]")
+    if failed or cleanup_errors or statement_error or interrupted:
+        console.print(f"[bold red]run failed: {failed or cleanup_errors or statement_error}[/]")
         return 1
     if missed and args.fail_on_targets:
         console.print(f"[bold red]targets missed: {missed}[/]")
