@@ -45,7 +45,7 @@ from rich.table import Table
 import creditbook
 from creditbook.service.group_commit import ChargeItem
 
-from .core import PgTarget
+from .core import BenchmarkError, PgTarget
 from .private_pg import private_postgres
 
 DBNAME = "cb_bench_statements"
@@ -108,9 +108,9 @@ class _Counter:
         row = self.conn.execute(
             "SELECT oid FROM pg_database WHERE datname = %s", [dbname]
         ).fetchone()
-        assert row is not None
+        if row is None:
+            raise BenchmarkError(f"database {dbname!r} not found on the private cluster")
         self.dbid = row[0]
-        self.own = self.conn.execute("SELECT pg_backend_pid()").fetchone()
 
     def reset(self) -> None:
         self.conn.execute("SELECT pg_stat_statements_reset()")
@@ -158,13 +158,13 @@ def _scenario(counter: _Counter, name: str, charges: int, batches: int) -> Scena
 def count_statements(pg: PgTarget, *, charges: int = 400, batch: int = 100) -> list[Scenario]:
     """Run the scenarios against ``pg`` (a server with pg_stat_statements loaded)."""
     from .pg import create_scratch_database, drop_scratch_database
-    from .rows.creditbook_library import _seed
+    from .rows.creditbook_library import seed_teams
 
     create_scratch_database(pg, DBNAME)
     counter = _Counter(pg, DBNAME)
     book = creditbook.open(pg.sqlalchemy_url(DBNAME))
     try:
-        team = _seed(book, 1, "team_stmt")[0]
+        team = seed_teams(book, 1, "team_stmt")[0]
         run_id = uuid.uuid4().hex[:8]
         keys = iter(range(1 << 62))
 
@@ -187,8 +187,9 @@ def count_statements(pg: PgTarget, *, charges: int = 400, batch: int = 100) -> l
                     ChargeItem(FEATURE, outcome=OUTCOME, idempotency_key=key())
                     for _ in range(batch)
                 ]
-                results = book.charge_many(team, items)
-                assert not [r for r in results if isinstance(r, Exception)], results
+                failed = [r for r in book.charge_many(team, items) if isinstance(r, Exception)]
+                if failed:
+                    raise BenchmarkError(f"{len(failed)} batched charges failed: {failed[0]}")
             return calls * batch, calls
 
         out = [
@@ -199,7 +200,7 @@ def count_statements(pg: PgTarget, *, charges: int = 400, batch: int = 100) -> l
         ]
         problems = book.audit().problems
         if problems:
-            raise AssertionError(f"audit after the statement count: {problems}")
+            raise BenchmarkError(f"audit after the statement count: {list(problems)}")
         return out
     finally:
         book.disable_group_commit()

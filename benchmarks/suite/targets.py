@@ -35,6 +35,14 @@ SQLITE_DURABLE = "sqlite durable charges"
 SQLITE_DURABLE_BATCH = "sqlite durable charges charge_many x100 c1"
 TICK_100K = "creditbook tick 100k teams"
 ENRICH_100K = "enrichment 100k leads"
+# The same loads on SQLite (issue 8: "the same on SQLite"), beside the limit rows above.
+SQLITE_LIB_HOT_C8 = "sqlite library hot team c8"
+SQLITE_LIB_ZIPF_C8 = "sqlite library zipf 10k teams c8"
+SQLITE_LIB_ZIPF_C32 = "sqlite library zipf 10k teams c32"
+SQLITE_HTTP_NOOP_C32 = "sqlite http noop c32"
+SQLITE_HTTP_NOOP_C128 = "sqlite http noop c128"
+SQLITE_HTTP_CHARGE_C32 = "sqlite http charges c32"
+SQLITE_HTTP_CHARGE_C128 = "sqlite http charges c128"
 
 PLANNED_ROWS: dict[str, str] = {
     LIB_HOT_C8: "library charges on ONE team from 8 workers (PostgreSQL storage)",
@@ -97,6 +105,10 @@ RATIOS: list[Ratio] = [
     Ratio(SQL_SPREAD_C32, SQL_HOT_C32),
     Ratio(PGBENCH_TPCB_C32, PGBENCH_TPCB_C8),
     Ratio(PGBENCH_SIMPLE_C8, PGBENCH_TPCB_C8),
+    Ratio(SQLITE_HTTP_CHARGE_C32, SQLITE_HTTP_NOOP_C32),
+    Ratio(SQLITE_HTTP_CHARGE_C128, SQLITE_HTTP_NOOP_C128),
+    Ratio(SQLITE_LIB_HOT_C8, LIB_HOT_C8),
+    Ratio(SQLITE_LIB_ZIPF_C8, LIB_ZIPF_C8),
 ]
 
 LIMITS: list[Limit] = [

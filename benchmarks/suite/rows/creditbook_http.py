@@ -10,6 +10,9 @@ storage, ``CREDITBOOK_GROUP_COMMIT=1``) serves every row of the run:
   credits; every request must answer 201 (wrk counts any other status as an error and
   the row fails).
 - ``http charges:batch x100 c32``: ``POST /v1/charges:batch`` of 100 charges per request.
+- ``sqlite http noop cN`` and ``sqlite http charges cN``: the same rows against a second
+  server whose storage is a SQLite file (WAL, ``synchronous=FULL``); without a loop
+  committer on SQLite, its group commit runs on the committer thread.
 
 The key is exempt from the rate limit (``CREDITBOOK_RATE_LIMIT_EXEMPT_KEYS``), as a
 service key would be. Each charge row first runs wrk unmeasured for a fifth of
@@ -34,7 +37,16 @@ from creditbook.service.access import AccessService
 
 from ..core import CREDITBOOK, BenchmarkError, RowResult, RunContext, row
 from ..pg import create_scratch_database, drop_scratch_database
-from ..targets import HTTP_CHARGE_C32, HTTP_CHARGE_C128, HTTP_NOOP_C32, HTTP_NOOP_C128
+from ..targets import (
+    HTTP_CHARGE_C32,
+    HTTP_CHARGE_C128,
+    HTTP_NOOP_C32,
+    HTTP_NOOP_C128,
+    SQLITE_HTTP_CHARGE_C32,
+    SQLITE_HTTP_CHARGE_C128,
+    SQLITE_HTTP_NOOP_C32,
+    SQLITE_HTTP_NOOP_C128,
+)
 from ..wrk import run_wrk, wrk_post_script
 
 DBNAME = "cb_bench_http"
@@ -85,15 +97,18 @@ def _creditbook_command() -> list[str]:
     ]
 
 
-def _start(ctx: RunContext) -> Server:
-    db_url = ctx.pg.sqlalchemy_url(create_scratch_database(ctx.pg, DBNAME))
+def _start(ctx: RunContext, sqlite: bool) -> Server:
+    if sqlite:
+        db_url = f"sqlite:///{Path(ctx.workdir) / 'http-sqlite' / 'creditbook.db'}"
+    else:
+        db_url = ctx.pg.sqlalchemy_url(create_scratch_database(ctx.pg, DBNAME))
     book = creditbook.open(db_url)
     _, _, key = AccessService(book).create_team(
         "HTTP bench", time_zone="UTC", admin_email="bench@example.com"
     )
     book.grant(key.team_id, BALANCE, category="purchased", source="purchase")
     port = _free_port()
-    log = Path(ctx.workdir) / "creditbook-serve.log"
+    log = Path(ctx.workdir) / f"creditbook-serve{'-sqlite' if sqlite else ''}.log"
     env = os.environ | {
         "CREDITBOOK_DATABASE_URL": db_url,
         "CREDITBOOK_GROUP_COMMIT": "1",
@@ -132,15 +147,17 @@ def _start(ctx: RunContext) -> Server:
     return Server(url, key.api_key, key.team_id, book, proc, log)
 
 
-def _server(ctx: RunContext) -> Server:
+def _server(ctx: RunContext, sqlite: bool) -> Server:
     def cleanup(server: Server) -> None:
         server.stop()
-        drop_scratch_database(ctx.pg, DBNAME)
+        if not sqlite:
+            drop_scratch_database(ctx.pg, DBNAME)
 
-    return ctx.fixture("creditbook-http", lambda: _start(ctx), cleanup)
+    key = "creditbook-http-sqlite" if sqlite else "creditbook-http"
+    return ctx.fixture(key, lambda: _start(ctx, sqlite), cleanup)
 
 
-def _with_load(result: RowResult, load: float) -> RowResult:
+def _with_load(result: RowResult, load: float, storage: str) -> RowResult:
     return RowResult(
         name=result.name,
         unit=result.unit,
@@ -149,7 +166,8 @@ def _with_load(result: RowResult, load: float) -> RowResult:
         throughput=result.throughput,
         p50_ms=result.p50_ms,
         p99_ms=result.p99_ms,
-        extra=result.extra | {"load_average_1m": load, "server": "creditbook serve, 1 process"},
+        extra=result.extra
+        | {"load_average_1m": load, "server": "creditbook serve, 1 process", "storage": storage},
     )
 
 
@@ -171,21 +189,30 @@ def _settled(server: Server, timeout: float = 30.0) -> int:
     raise BenchmarkError("the server kept charging 30 s after wrk stopped")
 
 
-def _noop_row(name: str, connections: int) -> None:
+def _storage(sqlite: bool) -> str:
+    return "SQLite" if sqlite else "PostgreSQL"
+
+
+def _noop_row(name: str, connections: int, sqlite: bool = False) -> None:
     def run(ctx: RunContext) -> RowResult:
-        server = _server(ctx)
+        server = _server(ctx, sqlite)
         load = round(os.getloadavg()[0], 2)
         ctx.add_audit(server.audit)
         return _with_load(
-            run_wrk(f"{server.url}/v1/noop", connections, ctx.seconds, name=name), load
+            run_wrk(f"{server.url}/v1/noop", connections, ctx.seconds, name=name),
+            load,
+            _storage(sqlite),
         )
 
-    row(name, group=CREDITBOOK, description=f"GET /v1/noop, wrk {connections} connections")(run)
+    where = ", the SQLite server" if sqlite else ""
+    row(name, group=CREDITBOOK, description=f"GET /v1/noop, wrk {connections} connections{where}")(
+        run
+    )
 
 
-def _charge_row(name: str, connections: int, batch: int = 1) -> None:
+def _charge_row(name: str, connections: int, batch: int = 1, sqlite: bool = False) -> None:
     def run(ctx: RunContext) -> RowResult:
-        server = _server(ctx)
+        server = _server(ctx, sqlite)
         headers = {"Authorization": f"Bearer {server.api_key}"}
         if batch == 1:
             path = "/v1/charges"
@@ -231,7 +258,7 @@ def _charge_row(name: str, connections: int, batch: int = 1) -> None:
             return problems
 
         ctx.add_audit(audit)
-        out = _with_load(result, load)
+        out = _with_load(result, load, _storage(sqlite))
         if batch == 1:
             return out
         return RowResult(
@@ -246,7 +273,8 @@ def _charge_row(name: str, connections: int, batch: int = 1) -> None:
         )
 
     what = "POST /v1/charges" if batch == 1 else f"POST /v1/charges:batch x{batch}"
-    row(name, group=CREDITBOOK, description=f"{what}, wrk {connections} connections")(run)
+    where = ", SQLite storage" if sqlite else ""
+    row(name, group=CREDITBOOK, description=f"{what}, wrk {connections} connections{where}")(run)
 
 
 _noop_row(HTTP_NOOP_C32, 32)
@@ -254,3 +282,7 @@ _charge_row(HTTP_CHARGE_C32, 32)
 _noop_row(HTTP_NOOP_C128, 128)
 _charge_row(HTTP_CHARGE_C128, 128)
 _charge_row(f"http charges:batch x{BATCH} c32", 32, batch=BATCH)
+_noop_row(SQLITE_HTTP_NOOP_C32, 32, sqlite=True)
+_charge_row(SQLITE_HTTP_CHARGE_C32, 32, sqlite=True)
+_noop_row(SQLITE_HTTP_NOOP_C128, 128, sqlite=True)
+_charge_row(SQLITE_HTTP_CHARGE_C128, 128, sqlite=True)

@@ -13,6 +13,9 @@ credits) with its own idempotency key, as an API client would send it. Rows:
 - ``sqlite durable charges``: the hot-team load on a SQLite file (WAL,
   ``synchronous=FULL``: a committed charge survives a power loss), 32 workers, group
   commit on; plus the same without group commit and with the batch API.
+- ``sqlite library hot team c8`` and ``sqlite library zipf 10k teams c8/c32``: the
+  PostgreSQL rows' loads on the same SQLite file (which holds the same 10,000 Zipf
+  teams), group commit on.
 
 The process calls ``creditbook.settle_gc()`` once the data is seeded, as a server
 embedding the library should (see docs/operations.md).
@@ -46,6 +49,9 @@ from ..targets import (
     LIB_ZIPF_C32,
     SQLITE_DURABLE,
     SQLITE_DURABLE_BATCH,
+    SQLITE_LIB_HOT_C8,
+    SQLITE_LIB_ZIPF_C8,
+    SQLITE_LIB_ZIPF_C32,
 )
 
 DBNAME = "cb_bench_library"
@@ -60,7 +66,7 @@ def _load() -> float:
     return round(os.getloadavg()[0], 2)
 
 
-def _seed(book: creditbook.Creditbook, count: int, prefix: str) -> list[str]:
+def seed_teams(book: creditbook.Creditbook, count: int, prefix: str) -> list[str]:
     """``count`` teams with one big purchased grant each, written 500 per transaction."""
     ids = [f"{prefix}{i:05d}" for i in range(count)]
     now = book.clock.now()
@@ -94,8 +100,8 @@ class Bench:
 
     def __init__(self, url: str, zipf_teams: int) -> None:
         self.book = creditbook.open(url)
-        self.hot = _seed(self.book, 1, "team_hot")[0]
-        self.teams = _seed(self.book, zipf_teams, "team_z") if zipf_teams else []
+        self.hot = seed_teams(self.book, 1, "team_hot")[0]
+        self.teams = seed_teams(self.book, zipf_teams, "team_z") if zipf_teams else []
         self.run = uuid.uuid4().hex[:8]
         # As docs/operations.md asks of a server embedding the library (and as
         # ``creditbook serve`` does): what exists after start-up stays out of the
@@ -127,7 +133,7 @@ def _pg_bench(ctx: RunContext) -> Bench:
 def _sqlite_bench(ctx: RunContext) -> Bench:
     def make() -> Bench:
         path = Path(ctx.workdir) / "sqlite-bench" / "creditbook.db"
-        return Bench(f"sqlite:///{path}", 0)
+        return Bench(f"sqlite:///{path}", TEAMS)
 
     return ctx.fixture("creditbook-sqlite", make, lambda bench: bench.close())
 
@@ -233,9 +239,9 @@ def _hot_row(name: str, workers: int, grouped: bool, sqlite: bool = False) -> No
     )(run)
 
 
-def _zipf_row(name: str, workers: int, grouped: bool) -> None:
+def _zipf_row(name: str, workers: int, grouped: bool, sqlite: bool = False) -> None:
     def run(ctx: RunContext) -> RowResult:
-        bench = _pg_bench(ctx)
+        bench = _sqlite_bench(ctx) if sqlite else _pg_bench(ctx)
 
         def op_for(worker: int) -> Callable[[], object]:
             zipf = Zipf(len(bench.teams), 1.0, seed=worker)
@@ -244,10 +250,12 @@ def _zipf_row(name: str, workers: int, grouped: bool) -> None:
         return _measure(ctx, bench, name, workers, op_for, grouped=grouped)
 
     mode = "group commit" if grouped else "one transaction per charge"
+    where = ", SQLite" if sqlite else ""
     row(
         name,
         group=CREDITBOOK,
-        description=f"library charges over {TEAMS:,} teams Zipf(s=1), {workers} threads, {mode}",
+        description=f"library charges over {TEAMS:,} teams Zipf(s=1), {workers} threads, "
+        f"{mode}{where}",
     )(run)
 
 
@@ -284,6 +292,9 @@ _batch_row(f"library hot team charge_many x{BATCH} c8", 8)
 _hot_row(SQLITE_DURABLE, 32, grouped=True, sqlite=True)
 _hot_row(f"{SQLITE_DURABLE} no group commit c8", 8, grouped=False, sqlite=True)
 _batch_row(SQLITE_DURABLE_BATCH, 1, sqlite=True)
+_hot_row(SQLITE_LIB_HOT_C8, 8, grouped=True, sqlite=True)
+_zipf_row(SQLITE_LIB_ZIPF_C8, 8, grouped=True, sqlite=True)
+_zipf_row(SQLITE_LIB_ZIPF_C32, 32, grouped=True, sqlite=True)
 
 
 # ---- statements and round trips per charge (not a row: ``python -m``) ----------------------
@@ -342,7 +353,7 @@ def count_round_trips(url: str, charges: int = 100) -> dict[str, dict[str, float
         return real_commit(self)
 
     book = creditbook.open(url)
-    team = _seed(book, 1, f"team_rt{uuid.uuid4().hex[:6]}")[0]
+    team = seed_teams(book, 1, f"team_rt{uuid.uuid4().hex[:6]}")[0]
     out: dict[str, dict[str, float]] = {}
     psycopg.Cursor.execute = execute  # type: ignore[method-assign,assignment]
     psycopg.Cursor.executemany = executemany  # type: ignore[method-assign,assignment]
