@@ -89,9 +89,6 @@ def private_postgres(timeout: float = 120.0) -> Iterator[PgTarget]:
     data, log = root / "data", root / "server.log"
     if os.geteuid() == 0:
         shutil.chown(root, "postgres", "postgres")
-    port = _free_port()
-    options = " ".join(f"-c {k}={v}" for k, v in (SETTINGS | {"port": str(port)}).items())
-    options += f" -c unix_socket_directories={root}"
     pg_ctl = str(bindir / "pg_ctl")
     try:
         try:
@@ -99,16 +96,42 @@ def private_postgres(timeout: float = 120.0) -> Iterator[PgTarget]:
             # transactions still wait for theirs (fsync=on).
             initdb = [str(bindir / "initdb"), "-D", str(data), "-U", "postgres", "-A", "trust"]
             _run([*initdb, "-E", "UTF8", "--no-sync"], "initdb", timeout)
-            start = [pg_ctl, "-D", str(data), "-l", str(log), "-o", options]
-            _run([*start, "-w", "-t", str(int(timeout)), "start"], "pg_ctl start", timeout + 10)
+            port = _start(pg_ctl, data, root, log, timeout)
         except BenchmarkError as exc:
             tail = log.read_text(errors="replace")[-2000:] if log.exists() else ""
             raise BenchmarkError(f"{exc}\nserver log: {tail}") from None
         yield PgTarget("127.0.0.1", port, "postgres")
     finally:
-        if (data / "postmaster.pid").exists():
-            try:
-                _run([pg_ctl, "-D", str(data), "-m", "fast", "-w", "stop"], "pg_ctl stop", 60)
-            except (BenchmarkError, subprocess.TimeoutExpired):
-                _run([pg_ctl, "-D", str(data), "-m", "immediate", "-w", "stop"], "pg_ctl", 60)
+        _stop(pg_ctl, data)
         shutil.rmtree(root, ignore_errors=True)
+
+
+def _start(pg_ctl: str, data: Path, root: Path, log: Path, timeout: float) -> int:
+    """Start the server on a free port; its port. A port taken between the check and the
+    server's bind (another test's cluster, say) gets a second and a third try."""
+    for attempt in range(3):
+        port = _free_port()
+        settings = SETTINGS | {"port": str(port), "unix_socket_directories": str(root)}
+        options = " ".join(f"-c {k}={v}" for k, v in settings.items())
+        start = [pg_ctl, "-D", str(data), "-l", str(log), "-o", options]
+        try:
+            _run([*start, "-w", "-t", str(int(timeout)), "start"], "pg_ctl start", timeout + 10)
+            return port
+        except BenchmarkError:
+            in_use = log.exists() and "could not bind" in log.read_text(errors="replace")
+            if attempt == 2 or not in_use:
+                raise
+            log.unlink()
+    raise AssertionError("unreachable")
+
+
+def _stop(pg_ctl: str, data: Path) -> None:
+    """Stop the server if it runs: a fast shutdown, else an immediate one."""
+    if not (data / "postmaster.pid").exists():
+        return
+    for mode in ("fast", "immediate"):
+        try:
+            _run([pg_ctl, "-D", str(data), "-m", mode, "-w", "stop"], f"pg_ctl stop -m {mode}", 60)
+            return
+        except (BenchmarkError, subprocess.TimeoutExpired):
+            continue
