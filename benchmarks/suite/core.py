@@ -15,6 +15,7 @@ row that broke the books is worthless.
 from __future__ import annotations
 
 import fnmatch
+import socket
 import tempfile
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import asdict, dataclass, field
@@ -142,6 +143,14 @@ def select_rows(
         or r.group in groups
         or any(fnmatch.fnmatchcase(r.name, g) for g in globs)
     ]
+
+
+def free_port() -> int:
+    """A TCP port free on 127.0.0.1 right now (for a server a row or a count starts)."""
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port: int = s.getsockname()[1]
+        return port
 
 
 @dataclass(frozen=True)

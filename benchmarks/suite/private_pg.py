@@ -15,14 +15,13 @@ from __future__ import annotations
 import glob
 import os
 import shutil
-import socket
 import subprocess
 import tempfile
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
 
-from .core import BenchmarkError, PgTarget
+from .core import BenchmarkError, PgTarget, free_port
 
 SETTINGS = {
     "listen_addresses": "127.0.0.1",
@@ -48,13 +47,6 @@ def postgres_bindir() -> Path | None:
         return Path(found[-1]).parent
     initdb = shutil.which("initdb")
     return Path(initdb).parent if initdb else None
-
-
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        port: int = s.getsockname()[1]
-        return port
 
 
 def _as_owner(cmd: list[str]) -> list[str]:
@@ -110,7 +102,7 @@ def _start(pg_ctl: str, data: Path, root: Path, log: Path, timeout: float) -> in
     """Start the server on a free port; its port. A port taken between the check and the
     server's bind (another test's cluster, say) gets a second and a third try."""
     for attempt in range(3):
-        port = _free_port()
+        port = free_port()
         settings = SETTINGS | {"port": str(port), "unix_socket_directories": str(root)}
         options = " ".join(f"-c {k}={v}" for k, v in settings.items())
         start = [pg_ctl, "-D", str(data), "-l", str(log), "-o", options]

@@ -46,10 +46,11 @@ import creditbook
 from creditbook.service.group_commit import ChargeItem
 
 from .core import BenchmarkError, PgTarget
+from .pg import create_scratch_database, drop_scratch_database
 from .private_pg import private_postgres
+from .rows.creditbook_library import FEATURE, OUTCOME, seed_teams
 
 DBNAME = "cb_bench_statements"
-FEATURE, OUTCOME = "email_finder", "deliverable"
 
 
 @dataclass(frozen=True)
@@ -157,9 +158,6 @@ def _scenario(counter: _Counter, name: str, charges: int, batches: int) -> Scena
 
 def count_statements(pg: PgTarget, *, charges: int = 400, batch: int = 100) -> list[Scenario]:
     """Run the scenarios against ``pg`` (a server with pg_stat_statements loaded)."""
-    from .pg import create_scratch_database, drop_scratch_database
-    from .rows.creditbook_library import seed_teams
-
     create_scratch_database(pg, DBNAME)
     counter = _Counter(pg, DBNAME)
     book = creditbook.open(pg.sqlalchemy_url(DBNAME))
@@ -195,7 +193,7 @@ def count_statements(pg: PgTarget, *, charges: int = 400, batch: int = 100) -> l
         out = [
             _measure(counter, "charge (one transaction each)", singles, one),
             _measure(counter, f"charge_many x{batch}", many, many),
-            _grouped_threads(counter, book, team, key, charges, threads=8),
+            _grouped_threads(counter, book, one, charges, threads=8),
             _grouped_loop(counter, book, team, key, charges, tasks=32),
         ]
         problems = book.audit().problems
@@ -213,8 +211,7 @@ def count_statements(pg: PgTarget, *, charges: int = 400, batch: int = 100) -> l
 def _grouped_threads(
     counter: _Counter,
     book: creditbook.Creditbook,
-    team: str,
-    key: Callable[[], str],
+    one: Callable[[], object],
     charges: int,
     *,
     threads: int,
@@ -229,7 +226,7 @@ def _grouped_threads(
         def work() -> None:
             start.wait()
             for _ in range(count):
-                book.charge(team, FEATURE, outcome=OUTCOME, idempotency_key=key())
+                one()
 
         workers = [threading.Thread(target=work) for _ in range(threads)]
         for w in workers:

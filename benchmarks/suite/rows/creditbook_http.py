@@ -24,7 +24,6 @@ from __future__ import annotations
 
 import json
 import os
-import socket
 import subprocess
 import sys
 import time
@@ -35,7 +34,7 @@ from pathlib import Path
 import creditbook
 from creditbook.service.access import AccessService
 
-from ..core import CREDITBOOK, BenchmarkError, RowResult, RunContext, row
+from ..core import CREDITBOOK, BenchmarkError, RowResult, RunContext, free_port, row
 from ..pg import create_scratch_database, drop_scratch_database
 from ..targets import (
     HTTP_CHARGE_C32,
@@ -78,13 +77,6 @@ class Server:
             self.book.engine.dispose()
 
 
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        port: int = s.getsockname()[1]
-        return port
-
-
 def _creditbook_command() -> list[str]:
     """The ``creditbook`` console script beside this interpreter, else the same via -c."""
     script = Path(sys.executable).with_name("creditbook")
@@ -107,7 +99,7 @@ def _start(ctx: RunContext, sqlite: bool) -> Server:
         "HTTP bench", time_zone="UTC", admin_email="bench@example.com"
     )
     book.grant(key.team_id, BALANCE, category="purchased", source="purchase")
-    port = _free_port()
+    port = free_port()
     log = Path(ctx.workdir) / f"creditbook-serve{'-sqlite' if sqlite else ''}.log"
     env = os.environ | {
         "CREDITBOOK_DATABASE_URL": db_url,
