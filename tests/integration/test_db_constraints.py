@@ -48,6 +48,8 @@ def _refused(engine: Engine, sql: str, **params: object) -> None:
         ("remaining above amount", "update grants set remaining = 101 where id = :g"),
         ("amount zero", "update grants set amount = 0, remaining = 0 where id = :g"),
         ("unknown category", "update grants set category = 'stolen' where id = :g"),
+        ("unknown source", "update grants set source = 'found' where id = :g"),
+        ("unknown bucket", "update grants set bucket = 'pocket' where id = :g"),
     ],
 )
 def test_the_database_refuses_a_grant_that_breaks_a_money_rule(
@@ -74,6 +76,16 @@ def test_a_zero_posting_and_an_unknown_account_are_refused(
     entry = "insert into ledger_postings (team_id, entry_id, seq, grant_id, account, amount) "
     _refused(engine, entry + "values (:t, 'ent_x', 0, 'g', 'available', 0)", t=team)
     _refused(engine, entry + "values (:t, 'ent_x', 0, 'g', 'pocket', 5)", t=team)
+
+
+def test_an_unknown_entry_kind_is_refused(raw: tuple[Creditbook, Engine, str]) -> None:
+    _, engine, team = raw
+    columns = "team_id, id, kind, created_at, credits, meta"
+    sql = f"insert into ledger_entries ({columns}) values (:t, 'ent_x', :k, :at, 0, '{{}}')"
+    at = datetime(2026, 1, 1, tzinfo=UTC)
+    _refused(engine, sql, t=team, k="gift", at=at)
+    with engine.begin() as conn:  # the same row with a known kind goes in
+        conn.execute(text(sql), {"t": team, "k": "charge", "at": at})
 
 
 def test_one_idempotency_key_per_team(raw: tuple[Creditbook, Engine, str]) -> None:
