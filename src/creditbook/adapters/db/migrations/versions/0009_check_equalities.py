@@ -70,6 +70,7 @@ def in_list(column: str, values: tuple[str, ...]) -> str:
 
 
 def equalities(column: str, values: tuple[str, ...]) -> str:
+    # tables.one_of's text, frozen here: a later change there must not change 0009.
     return " or ".join(f"{column} = '{value}'" for value in values)
 
 
@@ -103,10 +104,10 @@ def _rebuild_sqlite_table(
     dependents = conn.exec_driver_sql(stored.format("'index', 'trigger'"), (table,)).all()
     # SQLite keeps the name as it was written: quoted by SQLAlchemy for some
     # tables, and always quoted after a RENAME.
-    heads = [
-        h for h in (f"CREATE TABLE {table} (", f'CREATE TABLE "{table}" (') if create.startswith(h)
-    ]
-    if not heads:
+    for head in (f"CREATE TABLE {table} (", f'CREATE TABLE "{table}" ('):
+        if create.startswith(head):
+            break
+    else:
         raise RuntimeError(f"{table}: unexpected stored definition {create[:60]!r}")
     for name, column, values in checks:
         clause = f"CONSTRAINT {name} CHECK ({old(column, values)})"
@@ -114,7 +115,7 @@ def _rebuild_sqlite_table(
             raise RuntimeError(f"{table}: the stored definition lacks {clause!r}")
         create = create.replace(clause, f"CONSTRAINT {name} CHECK ({new(column, values)})")
     staging = f"_creditbook_0009_{table}"
-    conn.exec_driver_sql(f"CREATE TABLE {staging} (" + create[len(heads[0]) :])
+    conn.exec_driver_sql(f"CREATE TABLE {staging} (" + create[len(head) :])
     # The same definition: the same columns in the same order.
     conn.exec_driver_sql(f"INSERT INTO {staging} SELECT * FROM {table}")
     conn.exec_driver_sql(f"DROP TABLE {table}")
