@@ -360,10 +360,13 @@ def test_ratios_report_met_missed_informational_and_missing_rows() -> None:
             Ratio("slow", "sql", 10.0),
             Ratio("sql", "lib"),
             Ratio("broken", "sql", 1.0),
+            Ratio("sql", "lib", scale=8),
         ],
     )
-    assert [v.status for v in verdicts] == ["met", "missed", "info", "n/a"]
+    assert [v.status for v in verdicts] == ["met", "missed", "info", "n/a", "info"]
     assert verdicts[0].value == pytest.approx(12.5)
+    assert verdicts[4].value == pytest.approx(0.64)
+    assert verdicts[4].label == "8 x sql / lib"
     limits = evaluate_limits(
         outcomes,
         [Limit("lib", "throughput", minimum=20_000), Limit("lib", "p99_ms", maximum=0.5)],

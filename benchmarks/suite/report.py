@@ -98,7 +98,7 @@ def evaluate_ratios(outcomes: Sequence[RowOutcome], ratios: Sequence[Ratio]) -> 
         if num is None or den is None or den.throughput <= 0:
             verdicts.append(Verdict(r.label, None, target, "n/a", r.source))
             continue
-        value = num.throughput / den.throughput
+        value = r.scale * num.throughput / den.throughput
         status: Status = "info" if r.minimum is None else "met" if value >= r.minimum else "missed"
         verdicts.append(Verdict(r.label, value, target, status, r.source))
     return verdicts

@@ -7,7 +7,10 @@
 - ``sql conditional-update debit hot row cN``: the one statement a naive credits system
   runs per charge, ``UPDATE account SET balance = balance - 1 WHERE id = 1 AND balance
   >= 1``, every client on the SAME row: the ceiling for "one team charged from many
-  workers" done in SQL.
+  workers" done in SQL. With ONE client (``c1``) nothing waits for a lock: each
+  transaction is a round trip and a WAL flush, the cheapest durable write a client can
+  make, and N clients that each wait for their own can do at most N times it (the
+  ceilings in ``targets.py``).
 - ``sql conditional-update debit 10k rows cN``: the same statement on a random id among
   10,000 rows (uniform), the no-contention counterpart.
 
@@ -25,6 +28,7 @@ from ..targets import (
     PGBENCH_SIMPLE_C32,
     PGBENCH_TPCB_C8,
     PGBENCH_TPCB_C32,
+    SQL_HOT_C1,
     SQL_HOT_C8,
     SQL_HOT_C32,
     SQL_SPREAD_C8,
@@ -145,6 +149,7 @@ _tpcb_row(PGBENCH_TPCB_C8, 8, simple=False)
 _tpcb_row(PGBENCH_TPCB_C32, 32, simple=False)
 _tpcb_row(PGBENCH_SIMPLE_C8, 8, simple=True)
 _tpcb_row(PGBENCH_SIMPLE_C32, 32, simple=True)
+_debit_row(SQL_HOT_C1, 1, spread=False)
 _debit_row(SQL_HOT_C8, 8, spread=False)
 _debit_row(SQL_HOT_C32, 32, spread=False)
 _debit_row(SQL_SPREAD_C8, 8, spread=True)
