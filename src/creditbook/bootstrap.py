@@ -19,6 +19,7 @@ from creditbook.adapters.payments import PaymentProvider, build_payment_provider
 from creditbook.catalog import load_catalog
 from creditbook.domain.catalog import Catalog
 from creditbook.domain.clock import Clock, SystemClock
+from creditbook.service.access import AccessService
 from creditbook.service.credits import Creditbook
 from creditbook.service.plans import Plans
 from creditbook.service.purchases import install as install_purchases
@@ -54,6 +55,9 @@ def open(
             os.environ.get("CREDITBOOK_PAYMENT_PROVIDER", "manual"), os.environ
         ),
     )
+    # Members' and API keys' monthly caps hold on every spend, whichever entry
+    # point makes it: the library, the CLI, the API, the dashboard, a job.
+    AccessService(book).install()
     return book
 
 

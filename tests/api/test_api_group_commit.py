@@ -13,7 +13,7 @@ from collections.abc import Iterator
 
 import httpx
 import pytest
-from api_helpers import Api, TestClient, assert_problem, make_settings
+from api_helpers import Api, TestClient, assert_problem, bearer, make_settings
 
 import creditbook
 from creditbook.domain.clock import FrozenClock
@@ -121,3 +121,41 @@ def test_holds_captures_and_releases_go_through_the_batches(grouped: Api) -> Non
     assert grouped.book.group_commit is not None
     assert grouped.book.group_commit.stats.commands >= 4
     assert grouped.book.audit().clean
+
+
+def test_concurrent_charges_through_a_capped_key_stop_exactly_at_its_cap(
+    book: creditbook.Creditbook, clock: FrozenClock
+) -> None:
+    app = create_app(book, make_settings())
+    with TestClient(app) as client:
+        api = Api(client, book, clock)
+        team = api.new_team(credits=10_000)
+        member_id, _ = api.add_member(team, "robot@acme.example")
+        made = client.post(
+            f"/v1/members/{member_id}/api-keys", json={"monthly_cap": 42}, headers=team.admin
+        )
+        key = bearer(made.json()["api_key"])
+    group = book.enable_group_commit()
+
+    async def charge_all(count: int) -> list[httpx.Response]:
+        transport = httpx.ASGITransport(app=app)
+        async with httpx.AsyncClient(transport=transport, base_url="http://test") as http:
+            return await asyncio.gather(
+                *(
+                    http.post(
+                        "/v1/charges", json=CHARGE, headers=key | {"Idempotency-Key": f"k-{i}"}
+                    )
+                    for i in range(count)
+                )
+            )
+
+    try:
+        answers = asyncio.run(charge_all(20))
+    finally:
+        book.disable_group_commit()
+    codes = sorted(a.status_code for a in answers)
+    assert codes == [201] * 8 + [402] * 12  # 8 x 5 = 40 fits under 42; a ninth would not
+    assert {a.json()["code"] for a in answers if a.status_code == 402} == {"key_cap_exceeded"}
+    assert group.stats.commands >= 20
+    assert book.balance(team.id).available == 10_000 - 40
+    assert book.audit().clean

@@ -46,6 +46,7 @@ CASES = [
     (BATCH_GRANTS_SQL, "grants", [A]),
     (BATCH_SETTINGS_SQL, "billing_settings", [A]),
     (BATCH_CAPS_SQL, "members", [A]),
+    (BATCH_CAPS_SQL, "api_keys", [A]),
     (
         _pg_update_sql(grants, ("team_id", "id", "remaining", "reserved", "closed")),
         "grants",

@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
+import os
 import re
 from pathlib import Path
 
 import pytest
 
+import creditbook
 from creditbook.entrypoints.cli.app import main
 
 
@@ -85,3 +87,14 @@ def test_the_demo_runs_and_ends_with_a_clean_audit(cli) -> None:  # type: ignore
     code, out, _ = cli("demo")
     assert code == 0
     assert "audit: clean" in out
+
+
+def test_a_capped_members_charge_from_the_cli_is_refused_like_anywhere_else(cli) -> None:  # type: ignore[no-untyped-def]
+    team = _team(cli)
+    assert cli("grant", team, "100", "--category", "purchased", "--source", "purchase")[0] == 0
+    book = creditbook.open(os.environ["CREDITBOOK_DATABASE_URL"])
+    member = book.add_member(team, "max@acme.example", "member", monthly_cap=5)
+    assert cli("charge", team, "email_finder", "--outcome", "risky", "--member", member.id)[0] == 0
+    code, _, err = cli("charge", team, "email_finder", "--outcome", "risky", "--member", member.id)
+    assert code == 6 and "monthly cap of max@acme.example reached" in err
+    assert book.balance(team).available == 95

@@ -11,6 +11,7 @@ from sqlalchemy.exc import DBAPIError, IntegrityError
 
 import creditbook
 from creditbook import Creditbook
+from creditbook.service.access import AccessService
 
 
 @pytest.fixture(params=["sqlite", pytest.param("postgres", marks=pytest.mark.postgres)])
@@ -143,3 +144,17 @@ def test_audit_finds_a_balance_changed_around_the_code(tmp_path) -> None:  # typ
     report = book.audit()
     assert not report.clean
     assert "remaining is 90 but the ledger says 100" in report.problems[0]
+
+
+def test_a_negative_monthly_cap_is_refused_for_members_and_api_keys(
+    raw: tuple[Creditbook, Engine, str],
+) -> None:
+    book, engine, team = raw
+    access = AccessService(book)
+    member = book.add_member(team, "max@acme.example", "member")
+    key = access.issue_key(team, member.id)
+    _refused(engine, "update members set monthly_cap = -1 where id = :m", m=member.id)
+    _refused(engine, "update api_keys set monthly_cap = -1 where id = :k", k=key.key_id)
+    with engine.begin() as conn:  # zero is a cap (nothing may be spent), not a refusal
+        conn.execute(text("update api_keys set monthly_cap = 0 where id = :k"), {"k": key.key_id})
+    assert access.get_key(team, key.key_id).monthly_cap == 0

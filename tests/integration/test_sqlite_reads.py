@@ -19,6 +19,7 @@ from creditbook.adapters.db.sqlite_rows import SqliteSelect
 from creditbook.adapters.db.tables import grants, idempotency_keys, members, teams
 from creditbook.adapters.db.tables_purchases import billing_settings
 from creditbook.adapters.payments import FakePaymentProvider
+from creditbook.service.access import AccessService
 from creditbook.service.purchases import install
 
 NOW = datetime(2026, 3, 1, 10, 30, 5, 123456, tzinfo=UTC)
@@ -34,7 +35,11 @@ def filled(tmp_path: Path) -> tuple[creditbook.Creditbook, str, list[str]]:
     team = book.create_team("Acme").id
     bare = book.create_team("Bare").id
     admin = book.add_member(team, "alice@acme.com", "admin")
-    book.add_member(team, "bob@acme.com", "member", monthly_cap=40)
+    bob = book.add_member(team, "bob@acme.com", "member", monthly_cap=40)
+    access = AccessService(book)
+    access.issue_key(team, bob.id, label="crm sync", monthly_cap=25)
+    gone = access.issue_key(team, bob.id, monthly_cap=5)
+    access.revoke_key(team, gone.key_id)  # a revoked key's cap is no cap: it spends nothing
     book.grant(team, 500)
     book.grant(
         team,
@@ -98,9 +103,12 @@ def test_a_batch_read_on_sqlite_is_the_generic_read(
         assert settings[team].low_balance_threshold == 100
         assert settings[team].recharge_armed is True
     with book.uow() as fresh:  # nothing prefetched: the SQLAlchemy query
-        capped = fresh.capped_members(team)
+        capped = fresh.spending_caps(team)
     assert caps == {ids[0]: {}, team: capped}
-    assert [m.monthly_cap for m in capped.values()] == [40]
+    assert sorted((c.kind, c.name, c.monthly_cap) for c in capped.values()) == [
+        ("api_key", "crm sync", 25),
+        ("member", "bob@acme.com", 40),
+    ]
 
 
 def test_a_team_missing_from_the_batch_read_is_absent(

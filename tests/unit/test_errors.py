@@ -41,6 +41,7 @@ STABLE_CODES = {
     "AlreadyExists": ("already_exists", 409),
     "InsufficientCredits": ("insufficient_credits", 402),
     "CapExceeded": ("member_cap_exceeded", 402),
+    "KeyCapExceeded": ("key_cap_exceeded", 402),
     "RateLimited": ("rate_limited", 429),
     "AuditFailed": ("audit_failed", 500),
 }

@@ -26,6 +26,7 @@ exits with ``exit_code``. Nothing is written when one of these is raised.
     │   └── AlreadyExists                already_exists        409
     ├── InsufficientCredits              insufficient_credits  402
     ├── CapExceeded                      member_cap_exceeded   402
+    │   └── KeyCapExceeded               key_cap_exceeded      402
     ├── RateLimited                      rate_limited          429
     └── AuditFailed                      audit_failed          500
 
@@ -227,6 +228,16 @@ class CapExceeded(CreditbookError):
             spent=spent,
             needed=needed,
         )
+
+
+class KeyCapExceeded(CapExceeded):
+    """The monthly cap of the API key that spends was reached (its member's may not be)."""
+
+    code = "key_cap_exceeded"
+    title = "Monthly spending cap of the API key reached"
+
+    def __init__(self, key: str, cap: int, spent: int, needed: int) -> None:
+        super().__init__(f"API key {key}", cap, spent, needed)
 
 
 class RateLimited(CreditbookError):

@@ -11,11 +11,13 @@ API keys
     member); revoking a key, or removing its member, stops it at once.
 
 Monthly caps
-    An admin may cap what one member spends per month. "Monthly" is the
+    An admin may cap what one member spends per month, and what is spent
+    through one API key per month (an integration's key, say); a spend
+    must fit both its member's cap and its key's. "Monthly" is the
     team's billing period when it has a subscription (the ``subscriptions``
     table, read when present), else the calendar month in the team's time
     zone. What counts against a cap: charges and captures made by the member
-    in the period, plus the member's holds that are still active (a hold
+    (or through the key) in the period, plus the active holds they made (a hold
     reserves credits, so it counts at once; its capture replaces it). The
     guard runs inside the spending transaction (``Creditbook.spend_guards``),
     so two concurrent charges cannot both slip under the cap.
@@ -30,7 +32,7 @@ import hashlib
 import hmac
 import secrets
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import datetime, timedelta
 from typing import Any
 from zoneinfo import ZoneInfo
@@ -42,7 +44,6 @@ from creditbook.adapters.db.tables import holds, idempotency_keys, ledger_entrie
 from creditbook.adapters.db.tables_access import api_keys, team_access
 from creditbook.domain.book import TeamBook
 from creditbook.domain.errors import (
-    CapExceeded,
     Conflict,
     InvalidInput,
     MemberNotFound,
@@ -72,6 +73,18 @@ class LastAdmin(Conflict):
 class KeyNotFound(NotFound):
     def __init__(self, key_id: str) -> None:
         super().__init__(f"no API key {key_id!r} in this team", resource="api_key", id=key_id)
+
+
+class KeyRevoked(Conflict):
+    code = "key_revoked"
+    title = "The API key is revoked"
+
+    def __init__(self, key_id: str) -> None:
+        super().__init__(
+            f"API key {key_id!r} is revoked: it spends nothing, so it takes no cap; "
+            "issue a new key and cap that one",
+            key_id=key_id,
+        )
 
 
 @dataclass(frozen=True, slots=True)
@@ -108,6 +121,20 @@ class KeyInfo:
     label: str | None
     created_at: datetime
     revoked_at: datetime | None
+    monthly_cap: int | None = None
+
+    @classmethod
+    def of(cls, row: Any) -> KeyInfo:
+        """From an ``api_keys`` row."""
+        return cls(
+            row.id,
+            row.team_id,
+            row.member_id,
+            row.label,
+            row.created_at,
+            row.revoked_at,
+            row.monthly_cap,
+        )
 
 
 def hash_key(api_key: str) -> str:
@@ -160,9 +187,15 @@ class AccessService:
         self.period_resolvers: list[PeriodResolver] = [subscription_period_start]
 
     def install(self) -> AccessService:
-        """Add the monthly-cap guard to the book's spend guards (once)."""
-        if not any(getattr(g, "__self__", None) is self for g in self.book.spend_guards):
-            self.book.spend_guards.append(self.cap_guard)
+        """Make this service's cap guard the book's one (``creditbook.open`` installs one).
+
+        Replaces the guard of any other ``AccessService`` on the book, so the caps
+        are checked once per transaction, by the service installed last.
+        """
+        guards = self.book.spend_guards
+        owner = AccessService
+        guards[:] = [g for g in guards if not isinstance(getattr(g, "__self__", None), owner)]
+        guards.append(self.cap_guard)
         self.book.guards_read_caps = True
         return self
 
@@ -208,9 +241,18 @@ class AccessService:
 
     # ---- keys ------------------------------------------------------------------
 
-    def issue_key(self, team_id: str, member_id: str, *, label: str | None = None) -> IssuedKey:
+    def issue_key(
+        self,
+        team_id: str,
+        member_id: str,
+        *,
+        label: str | None = None,
+        monthly_cap: int | None = None,
+    ) -> IssuedKey:
+        """A new key for the member, with an optional monthly cap on what it spends."""
         if label is not None and len(label) > 100:
             raise InvalidInput("a key label is at most 100 characters", field="label")
+        _check_cap(monthly_cap)
         key_id = new_id("key")
         secret = secrets.token_urlsafe(SECRET_BYTES)
         api_key = f"{KEY_PREFIX}.{team_id}.{key_id}.{secret}"
@@ -229,6 +271,7 @@ class AccessService:
                     label=label,
                     created_at=now,
                     revoked_at=None,
+                    monthly_cap=monthly_cap,
                 )
             )
             uow.commit()
@@ -270,26 +313,53 @@ class AccessService:
             query = query.where(api_keys.c.member_id == member_id)
         with self.book.uow() as uow:
             rows = list(uow.conn.execute(query.order_by(api_keys.c.id)))
-        return [
-            KeyInfo(r.id, r.team_id, r.member_id, r.label, r.created_at, r.revoked_at) for r in rows
-        ]
+        return [KeyInfo.of(r) for r in rows]
+
+    def get_key(self, team_id: str, key_id: str) -> KeyInfo:
+        with self.book.uow() as uow:
+            return self._key(uow, team_id, key_id)
 
     def revoke_key(self, team_id: str, key_id: str) -> KeyInfo:
         with self.book.uow() as uow:
             uow.lock_team(team_id)
-            row = uow.conn.execute(
-                select(api_keys).where(api_keys.c.team_id == team_id, api_keys.c.id == key_id)
-            ).first()
-            if row is None:
-                raise KeyNotFound(key_id)
-            revoked_at = row.revoked_at or self.book.clock.now()
+            key = self._key(uow, team_id, key_id)
+            revoked_at = key.revoked_at or self.book.clock.now()
             uow.conn.execute(
                 update(api_keys)
                 .where(api_keys.c.team_id == team_id, api_keys.c.id == key_id)
                 .values(revoked_at=revoked_at)
             )
             uow.commit()
-        return KeyInfo(row.id, team_id, row.member_id, row.label, row.created_at, revoked_at)
+        return replace(key, revoked_at=revoked_at)
+
+    def set_key_cap(self, team_id: str, key_id: str, monthly_cap: int | None) -> KeyInfo:
+        """Cap what is spent through one key per month; ``None`` removes the cap.
+
+        Under the team's lock, as every spend is: a charge in flight is checked
+        against the cap before or after this, never half of each.
+        """
+        _check_cap(monthly_cap)
+        with self.book.uow() as uow:
+            uow.lock_team(team_id)
+            key = self._key(uow, team_id, key_id)
+            if key.revoked_at is not None:
+                raise KeyRevoked(key_id)
+            uow.conn.execute(
+                update(api_keys)
+                .where(api_keys.c.team_id == team_id, api_keys.c.id == key_id)
+                .values(monthly_cap=monthly_cap)
+            )
+            uow.commit()
+        return replace(key, monthly_cap=monthly_cap)
+
+    @staticmethod
+    def _key(uow: SqlUnitOfWork, team_id: str, key_id: str) -> KeyInfo:
+        row = uow.conn.execute(
+            select(api_keys).where(api_keys.c.team_id == team_id, api_keys.c.id == key_id)
+        ).first()
+        if row is None:
+            raise KeyNotFound(key_id)
+        return KeyInfo.of(row)
 
     # ---- members ------------------------------------------------------------------
 
@@ -404,10 +474,18 @@ class AccessService:
         self, uow: SqlUnitOfWork, team_id: str, member_id: str, since: datetime
     ) -> int:
         """Credits the member spent since ``since`` plus what their active holds reserve."""
+        return self._spent(uow, team_id, "member_id", member_id, since)
+
+    def key_spent(self, uow: SqlUnitOfWork, team_id: str, key_id: str, since: datetime) -> int:
+        """Credits spent through the key since ``since`` plus what its active holds reserve."""
+        return self._spent(uow, team_id, "api_key_id", key_id, since)
+
+    @staticmethod
+    def _spent(uow: SqlUnitOfWork, team_id: str, by: str, who: str, since: datetime) -> int:
         spent = uow.conn.execute(
             select(func.coalesce(func.sum(ledger_entries.c.credits), 0)).where(
                 ledger_entries.c.team_id == team_id,
-                ledger_entries.c.member_id == member_id,
+                ledger_entries.c[by] == who,
                 ledger_entries.c.kind.in_([EntryKind.CHARGE.value, EntryKind.CAPTURE.value]),
                 ledger_entries.c.created_at >= since,
             )
@@ -415,35 +493,46 @@ class AccessService:
         held = uow.conn.execute(
             select(func.coalesce(func.sum(holds.c.amount), 0)).where(
                 holds.c.team_id == team_id,
-                holds.c.member_id == member_id,
+                holds.c[by] == who,
                 holds.c.status == "active",
             )
         ).scalar_one()
         return int(spent) + int(held)
 
     def usage_this_month(self, team_id: str, member_id: str) -> int:
+        """What the member spent this cap month (active holds included)."""
         with self.book.uow() as uow:
             since = self.period_start(uow, team_id, self.book.clock.now())
             return self.member_spent(uow, team_id, member_id, since)
 
+    def key_usage_this_month(self, team_id: str, key_id: str) -> int:
+        """What was spent through the key this cap month (active holds included)."""
+        with self.book.uow() as uow:
+            since = self.period_start(uow, team_id, self.book.clock.now())
+            return self.key_spent(uow, team_id, key_id, since)
+
     def cap_guard(self, uow: SqlUnitOfWork, book: TeamBook) -> None:
-        """Spend guard: refuse a charge or hold that takes a member past their monthly cap."""
-        adding: dict[str, int] = {}
+        """Spend guard: refuse a charge or hold that takes a member or a key past its cap."""
+        adding: dict[tuple[str, str], int] = {}
         for entry in book.entries:
             # A capture never exceeds its hold, which already counted: only new
-            # charges and holds can raise what a member has spent.
-            who = entry.actor.member_id
-            if entry.kind in (EntryKind.CHARGE, EntryKind.HOLD) and who and entry.credits > 0:
-                adding[who] = adding.get(who, 0) + entry.credits
-        capped = uow.capped_members(book.team_id) if adding else {}
-        for member_id, needed in adding.items():
-            member = capped.get(member_id)
-            if member is None or member.monthly_cap is None:
+            # charges and holds can raise what a member or a key has spent.
+            if entry.kind not in (EntryKind.CHARGE, EntryKind.HOLD) or entry.credits <= 0:
                 continue
-            since = self.period_start(uow, book.team_id, book.now)
-            spent = self.member_spent(uow, book.team_id, member_id, since)
-            if spent + needed > member.monthly_cap:
-                raise CapExceeded(member.email, member.monthly_cap, spent, needed)
+            member_id, key_id = entry.actor.member_id, entry.actor.api_key_id
+            if member_id:
+                adding[("member", member_id)] = adding.get(("member", member_id), 0) + entry.credits
+            if key_id:
+                adding[("api_key", key_id)] = adding.get(("api_key", key_id), 0) + entry.credits
+        caps = uow.spending_caps(book.team_id) if adding else {}
+        since: datetime | None = None
+        for (kind, who), needed in adding.items():
+            cap = caps.get((kind, who))
+            if cap is None:
+                continue
+            since = since or self.period_start(uow, book.team_id, book.now)
+            by = "member_id" if kind == "member" else "api_key_id"
+            cap.check(self._spent(uow, book.team_id, by, who, since), needed)
 
     # ---- housekeeping ------------------------------------------------------------------
 

@@ -154,8 +154,9 @@ class Creditbook:
         self.catch_up_steps: list[CatchUpStep] = []
         self.due_steps: list[DueStep] = []
         self.spend_guards: list[SpendGuard] = []
-        # Set by a spend guard that reads members' monthly caps (the access
-        # service's): group commit then reads them with the batch.
+        # Set by a spend guard that reads monthly caps (the access service's):
+        # group commit then reads them with a batch that has a member's or a
+        # key's charges or holds.
         self.guards_read_caps = False
         # Area services wired by ``creditbook.open`` (bootstrap).
         self._plans: Plans | None = None

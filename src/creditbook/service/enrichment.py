@@ -95,6 +95,7 @@ MAX_ERRORS_SHOWN = 100
 INSUFFICIENT_CREDITS = "insufficient_credits"
 CREDIT_LIMIT = "credit_limit"
 MEMBER_CAP = "member_cap_exceeded"
+KEY_CAP = "key_cap_exceeded"  # the API key that started the job reached its cap
 INTERRUPTED = "interrupted"
 ESTIMATE_ONLY = "estimate_only"
 
@@ -943,8 +944,9 @@ class EnrichmentService:
                     if size > 1:
                         size = 1  # find the exact item the cap stops at
                         continue
+                    reason = exc.code  # MEMBER_CAP or KEY_CAP
                     await asyncio.to_thread(
-                        self._pause, team_id, job_id, token, MEMBER_CAP, exc.details.get("needed")
+                        self._pause, team_id, job_id, token, reason, exc.details.get("needed")
                     )
                     break
                 size = chunk

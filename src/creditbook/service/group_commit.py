@@ -74,6 +74,7 @@ DEFAULT_MAX_BATCH = 256
 DEFAULT_MAX_WAIT_MS = 2.0
 MAX_BATCH_ITEMS = 1000
 GROUPED_OPERATIONS = frozenset({"charge", "hold", "capture", "release"})
+SPENDS = frozenset({"charge", "hold"})  # what a spending cap counts
 
 
 class _Receipt(Protocol):
@@ -212,7 +213,7 @@ def _attempt(
     out: dict[int, Outcome] = {}
     with make_uow() as uow:
         due, stored, grants, holds = uow.read_batch(
-            by_team, keys, hold_keys, caps=book.guards_read_caps
+            by_team, keys, hold_keys, caps=_reads_caps(book, commands, chosen)
         )
         now = book.clock.now()
         books, late = _open_books(book, by_team, due, grants, holds, now, out)
@@ -234,6 +235,22 @@ def _attempt(
         else:
             uow.write_batch_and_commit(books.values(), receipts, moved)
     return out
+
+
+def _reads_caps(book: Creditbook, commands: Sequence[Command], chosen: Iterable[int]) -> bool:
+    """Whether the batch reads its teams' spending caps: some charge or hold names a spender.
+
+    The cap guard counts only charges and holds made by a member or through a
+    key; a batch of the system's charges (an import, a benchmark) spares the read.
+    """
+    if not book.guards_read_caps:
+        return False
+    for i in chosen:
+        command = commands[i]
+        actor = command.request.get("actor")
+        if actor and (actor["member"] or actor["key"]) and command.operation in SPENDS:
+            return True
+    return False
 
 
 def _wanted(
@@ -584,8 +601,9 @@ class _LoopCommitter:
         out: dict[int, Outcome] = {}
         uow = PrefetchedUnitOfWork(book.engine)
         try:
+            caps = _reads_caps(book, commands, range(len(commands)))
             due, stored, grants, holds = await loop_batch.read_batch(
-                conn, uow, by_team, keys, hold_keys, caps=book.guards_read_caps
+                conn, uow, by_team, keys, hold_keys, caps=caps
             )
             now = book.clock.now()
             books, late = _open_books(book, by_team, due, grants, holds, now, out)

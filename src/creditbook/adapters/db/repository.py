@@ -46,7 +46,7 @@ from creditbook.domain.errors import TeamNotFound
 from creditbook.domain.grants import Category, Grant, Source
 from creditbook.domain.holds import Hold, HoldStatus
 from creditbook.domain.ledger import Account, Actor, Entry, EntryKind, Posting
-from creditbook.domain.team import Member, Role, Team
+from creditbook.domain.team import Member, Role, SpendingCap, Team
 
 
 def grant_from_row(row: Any) -> Grant:
@@ -141,9 +141,19 @@ BATCH_LOCK_SQL = (
     f"SELECT t.id, t.due_at FROM {_TEAMS} AS w(i) CROSS JOIN LATERAL "
     "(SELECT id, due_at FROM teams x WHERE x.id = w.i FOR UPDATE) t"
 )
+# Teams' spending caps: their capped members and capped, unrevoked API keys, as
+# (team_id, kind, id, name, monthly_cap) rows (``SpendingCap``), in one statement.
+# ``{teams}`` completes ``team_id`` into a condition: ``= w.t``, ``IN (?, ?)``...
+_CAPS_OF_TEAMS = (
+    "SELECT x.team_id, 'member', x.id, x.email, x.monthly_cap FROM members x "
+    "WHERE x.team_id {teams} AND x.monthly_cap IS NOT NULL "
+    "UNION ALL SELECT k.team_id, 'api_key', k.id, coalesce(k.label, k.id), k.monthly_cap "
+    "FROM api_keys k WHERE k.team_id {teams} AND k.monthly_cap IS NOT NULL "
+    "AND k.revoked_at IS NULL"
+)
 BATCH_CAPS_SQL = (
-    f"SELECT m.* FROM {_TEAMS} AS w(t) CROSS JOIN LATERAL "
-    "(SELECT * FROM members x WHERE x.team_id = w.t AND x.monthly_cap IS NOT NULL OFFSET 0) m"
+    f"SELECT c.* FROM {_TEAMS} AS w(t) CROSS JOIN LATERAL "
+    f"({_CAPS_OF_TEAMS.format(teams='= w.t')} OFFSET 0) c"
 )
 
 
@@ -187,8 +197,18 @@ def pg_batch_reads(
         reads.append((BATCH_HOLDS_SQL, holds_wanted, namedtuple_row))
     reads.append((BATCH_SETTINGS_SQL, [ids], namedtuple_row))
     if caps:
-        reads.append((BATCH_CAPS_SQL, [ids], namedtuple_row))
+        reads.append((BATCH_CAPS_SQL, [ids], tuple_row))  # plain tuples: caps_by_team
     return reads
+
+
+def caps_by_team(
+    ids: Iterable[str], rows: Iterable[Sequence[Any]]
+) -> dict[str, dict[tuple[str, str], SpendingCap]]:
+    """The spending caps of ``ids`` by team, keyed ``(kind, id)``, from ``_CAPS_OF_TEAMS`` rows."""
+    found: dict[str, dict[tuple[str, str], SpendingCap]] = {team_id: {} for team_id in ids}
+    for team_id, kind, who, name, cap in rows:
+        found[team_id][(kind, who)] = SpendingCap(kind, who, name, int(cap))
+    return found
 
 
 def pg_batch_writes(
@@ -375,9 +395,9 @@ class SqlUnitOfWork:
         # Whoever writes a team's settings row in this transaction calls
         # ``forget_settings`` first, so a cached row is never stale.
         self.prefetched_settings: dict[str, Any] = {}
-        # Members with a monthly cap, by team, of the teams ``read_batch`` locked
-        # (same round trip): the cap spend guard needs no query per batch.
-        self.prefetched_caps: dict[str, dict[str, Member]] = {}
+        # The spending caps (capped members and API keys), by team, of the teams
+        # ``read_batch`` locked (same round trip): the cap guard needs no query for them.
+        self.prefetched_caps: dict[str, dict[tuple[str, str], SpendingCap]] = {}
 
     def forget_settings(self, team_id: str) -> None:
         """Drop the prefetched settings row of ``team_id`` (it is about to change)."""
@@ -495,16 +515,17 @@ class SqlUnitOfWork:
         ).first()
         return member_from_row(row) if row is not None else None
 
-    def capped_members(self, team_id: str) -> dict[str, Member]:
-        """The team's members that have a monthly cap, by id (prefetched by ``read_batch``)."""
+    def spending_caps(self, team_id: str) -> dict[tuple[str, str], SpendingCap]:
+        """The team's capped members and API keys, by ``(kind, id)``.
+
+        Prefetched by ``read_batch``; read here otherwise.
+        """
         found = self.prefetched_caps.get(team_id)
         if found is None:
-            rows = self.conn.execute(
-                select(members).where(
-                    members.c.team_id == team_id, members.c.monthly_cap.is_not(None)
-                )
-            )
-            found = {row.id: member_from_row(row) for row in rows}
+            marker = "%s" if self.dialect == "postgresql" else "?"  # the driver's own
+            sql = _CAPS_OF_TEAMS.format(teams=f"= {marker}")
+            rows = self.conn.exec_driver_sql(sql, (team_id, team_id))
+            found = caps_by_team([team_id], rows)[team_id]
         return found
 
     def find_member_by_email(self, team_id: str, email: str) -> Member | None:
@@ -821,10 +842,7 @@ class SqlUnitOfWork:
             )
         self.prefetched_settings = prefetched
         if caps:
-            capped: dict[str, dict[str, Member]] = {team_id: {} for team_id in ids}
-            for r in next(results):
-                capped[r.team_id][r.id] = member_from_row(r)
-            self.prefetched_caps = capped
+            self.prefetched_caps = caps_by_team(ids, next(results))
         return due, stored, found, holds_found
 
     def _sqlite_read_batch(
@@ -860,12 +878,8 @@ class SqlUnitOfWork:
             settings[r.team_id] = r
         self.prefetched_settings = settings
         if caps:
-            capped: dict[str, dict[str, Member]] = {team_id: {} for team_id in ids}
-            for r in _SQLITE_MEMBERS.rows(
-                raw, f"team_id {in_ids} AND monthly_cap IS NOT NULL", ids
-            ):
-                capped[r.team_id][r.id] = member_from_row(r)
-            self.prefetched_caps = capped
+            sql = _CAPS_OF_TEAMS.format(teams=in_ids)
+            self.prefetched_caps = caps_by_team(ids, raw.execute(sql, ids + ids).fetchall())
         return due, stored, found, self.load_holds_of(wanted_holds)
 
     def write_batch_and_commit(
@@ -1011,7 +1025,6 @@ _SQLITE_KEYS = SqliteSelect(
 # In LIVE_GRANTS_SQL's column order: grants_from_tuples reads them by position.
 _SQLITE_GRANTS = SqliteSelect(grants, [c.strip() for c in _GRANT_COLUMNS.split(",")])
 _SQLITE_SETTINGS = SqliteSelect(billing_settings)
-_SQLITE_MEMBERS = SqliteSelect(members)
 
 ENTRY_COLUMNS = (
     "team_id", "id", "kind", "created_at", "credits", "feature", "quantity", "outcome",

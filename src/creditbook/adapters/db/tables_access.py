@@ -1,16 +1,18 @@
 """Tables of the HTTP API's access layer: API keys and team access status (issue 4).
 
-Keys are looked up team first: the presented key names its team and key id
-(``cbk.<team id>.<key id>.<secret>``), so the lookup is a primary-key read
-on ``(team_id, id)`` that a sharded PostgreSQL routes to one shard. Only the
-SHA-256 of the whole key is stored; the key itself is shown once.
+A key may carry a monthly cap on what is spent through it (migration 0010),
+beside its member's own cap. Keys are looked up team first: the presented key
+names its team and key id (``cbk.<team id>.<key id>.<secret>``), so the lookup
+is a primary-key read on ``(team_id, id)`` that a sharded PostgreSQL routes to
+one shard. Only the SHA-256 of the whole key is stored; the key itself is shown
+once.
 """
 
 from __future__ import annotations
 
 from sqlalchemy import CheckConstraint, Column, PrimaryKeyConstraint, String, Table
 
-from creditbook.adapters.db.tables import UTCDateTime, metadata
+from creditbook.adapters.db.tables import Credits, UTCDateTime, metadata
 
 api_keys = Table(
     "api_keys",
@@ -22,8 +24,10 @@ api_keys = Table(
     Column("label", String(100), nullable=True),
     Column("created_at", UTCDateTime(), nullable=False),
     Column("revoked_at", UTCDateTime(), nullable=True),
+    Column("monthly_cap", Credits, nullable=True),
     PrimaryKeyConstraint("team_id", "id"),
     CheckConstraint("length(key_hash) = 64", name="hash_length"),
+    CheckConstraint("monthly_cap is null or monthly_cap >= 0", name="cap_not_negative"),
 )
 
 team_access = Table(

@@ -1,4 +1,7 @@
-"""Members of the caller's team and their API keys; changes need an admin key."""
+"""Members of the caller's team and their API keys, with their monthly caps.
+
+Changes need an admin key; so does reading keys, which name who holds them.
+"""
 
 from __future__ import annotations
 
@@ -11,7 +14,9 @@ from creditbook.entrypoints.api.problems import problem_responses
 from creditbook.entrypoints.api.schemas import (
     ApiKeyCreate,
     ApiKeyCreated,
+    ApiKeyDetail,
     ApiKeyOut,
+    ApiKeyPatch,
     MemberCreate,
     MemberCreated,
     MemberDetail,
@@ -19,21 +24,16 @@ from creditbook.entrypoints.api.schemas import (
     MemberPatch,
     MembersOut,
 )
-from creditbook.service.access import KeyInfo
+from creditbook.service.access import AccessService, KeyInfo
 
 router = APIRouter(tags=["members"], responses=problem_responses(401, 403, 404, 409, 422, 429))
 MemberId = Annotated[str, Path(min_length=1, max_length=40, pattern=r"^[A-Za-z0-9_]+$")]
 KeyId = Annotated[str, Path(min_length=1, max_length=40, pattern=r"^[A-Za-z0-9_]+$")]
 
 
-def _key_out(k: KeyInfo) -> ApiKeyOut:
-    return ApiKeyOut(
-        key_id=k.key_id,
-        member_id=k.member_id,
-        label=k.label,
-        created_at=k.created_at,
-        revoked_at=k.revoked_at,
-    )
+def _key_detail(access: AccessService, k: KeyInfo) -> ApiKeyDetail:
+    spent = access.key_usage_this_month(k.team_id, k.key_id)
+    return ApiKeyDetail(**ApiKeyOut.of(k).model_dump(), spent_this_month=spent)
 
 
 @router.post("/v1/members", status_code=status.HTTP_201_CREATED, response_model=MemberCreated)
@@ -84,7 +84,7 @@ def remove_member(member_id: MemberId, svc: ServicesDep, me: AdminDep) -> Member
 @router.get("/v1/members/{member_id}/api-keys", response_model=list[ApiKeyOut])
 def list_keys(member_id: MemberId, svc: ServicesDep, me: AdminDep) -> list[ApiKeyOut]:
     svc.access.get_member(me.team_id, member_id)
-    return [_key_out(k) for k in svc.access.list_keys(me.team_id, member_id)]
+    return [ApiKeyOut.of(k) for k in svc.access.list_keys(me.team_id, member_id)]
 
 
 @router.post(
@@ -95,16 +95,43 @@ def list_keys(member_id: MemberId, svc: ServicesDep, me: AdminDep) -> list[ApiKe
 def issue_key(
     member_id: MemberId, svc: ServicesDep, me: AdminDep, body: ApiKeyCreate | None = None
 ) -> ApiKeyCreated:
-    """A new API key for a member (admin), shown once: rotate, then revoke the old one."""
-    key = svc.access.issue_key(me.team_id, member_id, label=body.label if body else None)
+    """A new API key for a member (admin), shown once: rotate, then revoke the old one.
+
+    ``monthly_cap`` caps what is spent through this key per month (beside the
+    member's own cap).
+    """
+    body = body or ApiKeyCreate()
+    key = svc.access.issue_key(
+        me.team_id, member_id, label=body.label, monthly_cap=body.monthly_cap
+    )
     return ApiKeyCreated(
         key_id=key.key_id,
         member_id=key.member_id,
-        label=body.label if body else None,
+        label=body.label,
         created_at=key.created_at,
         revoked_at=None,
+        monthly_cap=body.monthly_cap,
         api_key=key.api_key,
     )
+
+
+@router.get("/v1/api-keys", response_model=list[ApiKeyOut])
+def list_team_keys(svc: ServicesDep, me: AdminDep) -> list[ApiKeyOut]:
+    """Every API key of the team, revoked ones included (admin)."""
+    return [ApiKeyOut.of(k) for k in svc.access.list_keys(me.team_id)]
+
+
+@router.get("/v1/api-keys/{key_id}", response_model=ApiKeyDetail)
+def get_key(key_id: KeyId, svc: ServicesDep, me: AdminDep) -> ApiKeyDetail:
+    """An API key of the team and what was spent through it this cap month (admin)."""
+    return _key_detail(svc.access, svc.access.get_key(me.team_id, key_id))
+
+
+@router.patch("/v1/api-keys/{key_id}", response_model=ApiKeyDetail)
+def update_key(key_id: KeyId, body: ApiKeyPatch, svc: ServicesDep, me: AdminDep) -> ApiKeyDetail:
+    """Set or remove (``null``) the monthly cap of an API key (admin); it applies at once."""
+    key = svc.access.set_key_cap(me.team_id, key_id, body.monthly_cap)
+    return _key_detail(svc.access, key)
 
 
 @router.delete("/v1/api-keys/{key_id}", response_model=ApiKeyOut)
@@ -112,4 +139,4 @@ def revoke_key(key_id: KeyId, svc: ServicesDep, me: AdminDep) -> ApiKeyOut:
     """Revoke an API key of the team (admin); it stops working at once."""
     info = svc.access.revoke_key(me.team_id, key_id)
     svc.forget_keys()
-    return _key_out(info)
+    return ApiKeyOut.of(info)

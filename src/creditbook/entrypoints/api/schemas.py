@@ -15,6 +15,7 @@ from pydantic import AfterValidator, BaseModel, ConfigDict, Field, StringConstra
 from creditbook.domain.book import Balance
 from creditbook.domain.ledger import Entry
 from creditbook.domain.team import Member, Team
+from creditbook.service.access import KeyInfo
 from creditbook.service.receipts import ChargeReceipt, Drawn, GrantReceipt, HoldReceipt
 
 MAX_CREDITS = 10**12
@@ -186,6 +187,15 @@ class MemberPatch(Strict):
 
 class ApiKeyCreate(Strict):
     label: Annotated[str, StringConstraints(max_length=100, pattern=_NO_NUL)] | None = None
+    monthly_cap: int | None = Field(
+        None, ge=0, le=MAX_CREDITS, description="credits spent through this key per month"
+    )
+
+
+class ApiKeyPatch(Strict):
+    monthly_cap: int | None = Field(
+        ge=0, le=MAX_CREDITS, description="credits spent through this key per month; null: none"
+    )
 
 
 class ApiKeyOut(BaseModel):
@@ -194,6 +204,24 @@ class ApiKeyOut(BaseModel):
     label: str | None
     created_at: datetime
     revoked_at: datetime | None
+    monthly_cap: int | None = Field(description="credits spent through this key per month")
+
+    @classmethod
+    def of(cls, k: KeyInfo) -> ApiKeyOut:
+        return cls(
+            key_id=k.key_id,
+            member_id=k.member_id,
+            label=k.label,
+            created_at=k.created_at,
+            revoked_at=k.revoked_at,
+            monthly_cap=k.monthly_cap,
+        )
+
+
+class ApiKeyDetail(ApiKeyOut):
+    spent_this_month: int = Field(
+        description="charges, captures and active holds made with this key this cap month"
+    )
 
 
 class ApiKeyCreated(ApiKeyOut):

@@ -40,6 +40,7 @@ REASONS = {
     "insufficient_credits": "the team ran out of credits",
     "credit_limit": "the job reached its credit limit",
     "member_cap_exceeded": "the member who started it reached their monthly cap",
+    "key_cap_exceeded": "the API key it was started with reached its monthly cap",
     "interrupted": "the service stopped while the job ran",
     "estimate_only": "it is waiting for you to start it after the estimate",
 }
