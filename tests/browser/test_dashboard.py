@@ -65,6 +65,14 @@ def test_admin_signs_in_and_sees_every_page(pages: Pages) -> None:
     row.get_by_role("button", name="Save").click()
     assert page.get_by_role("status").filter(has_text="5,000 credits a month").is_visible()
     pages.shot("members-saved")
+    # ... and the monthly cap of the member's integration key.
+    keys = page.locator("#keys tr", has_text="CRM sync")
+    assert keys.get_by_role("cell", name="2,000").is_visible()
+    keys.get_by_label("Monthly cap of key CRM sync (credits)").fill("2500")
+    keys.get_by_role("button", name="Save").click()
+    assert (
+        page.get_by_role("status").filter(has_text="CRM sync: 2,500 credits a month").is_visible()
+    )
     # Settings are saved through the purchase service.
     page.goto("/dashboard/settings")
     page.get_by_label("Alert the admins when the balance falls below (credits)").fill("750")
@@ -150,6 +158,7 @@ def test_the_member_is_refused_buying_and_admin_settings(pages: Pages) -> None:
     page.goto("/dashboard/members")
     pages.shot("members-member")
     assert page.locator("#members form").count() == 0
+    assert page.locator("#keys").count() == 0  # keys are the admins' to see
     page.goto("/dashboard/usage")
     pages.shot("usage-member")
     # A member's history is their own.

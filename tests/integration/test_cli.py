@@ -98,3 +98,48 @@ def test_a_capped_members_charge_from_the_cli_is_refused_like_anywhere_else(cli)
     code, _, err = cli("charge", team, "email_finder", "--outcome", "risky", "--member", member.id)
     assert code == 6 and "monthly cap of max@acme.example reached" in err
     assert book.balance(team).available == 95
+
+
+def test_an_operator_issues_caps_and_revokes_keys_from_the_cli(cli) -> None:  # type: ignore[no-untyped-def]
+    team = _team(cli)
+    assert cli("grant", team, "100", "--category", "purchased", "--source", "purchase")[0] == 0
+    book = creditbook.open(os.environ["CREDITBOOK_DATABASE_URL"])
+    member = book.add_member(team, "robot@acme.example", "member")
+    code, out, _ = cli("key", "issue", team, member.id, "--label", "crm", "--monthly-cap", "10")
+    key_id = re.search(r"(key_\w+)", out)
+    assert code == 0 and key_id and "cbk." in out and "10 credits a month" in out
+    actor = creditbook.Actor(member_id=member.id, api_key_id=key_id.group(1))
+    book.charge(team, "email_finder", outcome="risky", actor=actor)
+    code, out, _ = cli("key", "list", team)
+    assert code == 0 and key_id.group(1) in out and "crm" in out
+    assert re.search(rf"{key_id.group(1)}.*\b10\b.*\b5\b", out)  # cap 10, 5 spent
+    assert cli("key", "cap", team, key_id.group(1), "5")[0] == 0
+    with pytest.raises(creditbook.KeyCapExceeded):
+        book.charge(team, "email_finder", outcome="risky", actor=actor)
+    code, out, _ = cli("key", "cap", team, key_id.group(1), "--none")
+    assert code == 0 and "no cap" in out
+    book.charge(team, "email_finder", outcome="risky", actor=actor)
+    assert cli("member", "cap", team, member.id, "0")[0] == 0
+    with pytest.raises(creditbook.CapExceeded):
+        book.charge(team, "email_finder", outcome="risky", actor=actor)
+    code, out, _ = cli("member", "list", team)
+    assert code == 0 and re.search(r"robot@acme\.example.*\b0\b", out)
+    assert cli("key", "revoke", team, key_id.group(1))[0] == 0
+    code, _, err = cli("key", "cap", team, key_id.group(1), "3")
+    assert code != 0 and "is revoked" in err
+
+
+@pytest.mark.parametrize(
+    ("args", "message"),
+    [
+        (("key", "cap", "{team}", "key_nope", "5"), "no API key 'key_nope' in this team"),
+        (("key", "cap", "{team}", "key_nope"), "give a cap in credits (0 or more), or --none"),
+        (("key", "cap", "{team}", "key_nope", "5", "--none"), "give a cap in credits"),
+        (("member", "cap", "{team}", "mem_nope", "--", "-1"), "a monthly cap is a whole number"),
+        (("member", "cap", "{team}", "mem_nope", "5"), "mem_nope"),
+    ],
+)
+def test_bad_caps_from_the_cli_are_one_line_and_change_nothing(cli, args, message) -> None:  # type: ignore[no-untyped-def]
+    team = _team(cli)
+    code, out, err = cli(*(a.format(team=team) for a in args))
+    assert code != 0 and message in err and "Traceback" not in out + err

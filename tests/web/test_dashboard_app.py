@@ -293,3 +293,37 @@ def test_a_member_cannot_open_a_job_another_member_started(world: World) -> None
     sign_in(admin, world.admin_key)
     page = admin.get(f"/dashboard/enrichment/{job.id}")
     assert page.status_code == 200 and "Start the job" in page.text
+
+
+def test_the_admin_sees_the_teams_keys_and_caps_one_and_a_member_sees_none(world: World) -> None:
+    robot = world.access.issue_key(world.team_id, world.member_id, label="crm sync")
+    client = world.client()
+    csrf = sign_in(client, world.admin_key)
+    page = client.get("/dashboard/members")
+    assert 'id="keys"' in page.text and "crm sync" in page.text
+    done = client.post(
+        f"/dashboard/members/keys/{robot.key_id}", data={"csrf": csrf, "monthly_cap": "0"}
+    )
+    assert "API key crm sync: 0 credits a month" in done.text
+    assert world.access.get_key(world.team_id, robot.key_id).monthly_cap == 0
+    actor = Actor(member_id=world.member_id, api_key_id=robot.key_id)
+    with pytest.raises(creditbook.KeyCapExceeded):
+        world.book.charge(world.team_id, "email_finder", outcome="deliverable", actor=actor)
+    cleared = client.post(
+        f"/dashboard/members/keys/{robot.key_id}", data={"csrf": csrf, "monthly_cap": ""}
+    )
+    assert "API key crm sync: no cap" in cleared.text
+    bad = client.post(
+        f"/dashboard/members/keys/{robot.key_id}",
+        data={"csrf": csrf, "monthly_cap": "lots"},
+        headers={"referer": "http://testserver/dashboard/members"},
+    )
+    assert "the monthly cap must be a whole number" in bad.text
+    member = world.client()
+    member_csrf = sign_in(member, world.member_key)
+    assert 'id="keys"' not in member.get("/dashboard/members").text
+    refused = member.post(
+        f"/dashboard/members/keys/{robot.key_id}", data={"csrf": member_csrf, "monthly_cap": "9"}
+    )
+    assert refused.status_code == 403
+    assert world.access.get_key(world.team_id, robot.key_id).monthly_cap is None

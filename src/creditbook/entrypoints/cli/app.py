@@ -350,6 +350,7 @@ def register() -> None:
     from creditbook.entrypoints.cli import (
         demo,  # noqa: F401
         enrich,  # noqa: F401
+        keys,  # noqa: F401
         plans,  # noqa: F401
         purchases,  # noqa: F401
         serve,  # noqa: F401

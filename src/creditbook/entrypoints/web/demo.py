@@ -17,6 +17,7 @@ from creditbook.domain.ledger import Actor
 from creditbook.service.access import AccessService
 
 # (feature, outcome) used in turn: billable and not, so hit rates show.
+CRM_KEY_LABEL = "CRM sync"
 USAGE_PLAN = (
     ("email_finder", "deliverable"),
     ("linkedin_enrichment", "found"),
@@ -56,6 +57,13 @@ def seed_demo(
         access = AccessService(book).install()
         team, admin, admin_key = access.create_team(name, time_zone="UTC", admin_email=admin_email)
         member, member_key = access.add_member(team.id, member_email, "member")
+        # The member's integration spends through a key of its own, capped per month.
+        crm = access.issue_key(team.id, member.id, label=CRM_KEY_LABEL, monthly_cap=2_000)
+        spenders = (
+            Actor(member_id=admin.id),
+            Actor(member_id=member.id),
+            Actor(member_id=member.id, api_key_id=crm.key_id),
+        )
         book.grant(team.id, 20_000, category="free", source="gift", reason="welcome gift")
         book.grant(
             team.id,
@@ -70,8 +78,8 @@ def seed_demo(
             clock.set(now - timedelta(days=day, hours=1))
             for n in range(1 + (day * 7) % 5):
                 feature, outcome = USAGE_PLAN[(day + n) % len(USAGE_PLAN)]
-                who = member if (day + n) % 3 else admin
-                book.charge(team.id, feature, outcome=outcome, actor=Actor(member_id=who.id))
+                who = spenders[(day + n) % 3]
+                book.charge(team.id, feature, outcome=outcome, actor=who)
     finally:
         if book.engine is not None:
             book.engine.dispose()

@@ -448,13 +448,21 @@ def refund(request: Request, purchase_id: str, user: UserDep, form: FormDep) -> 
 def members_page(request: Request, user: UserDep) -> Response:
     dash = dashboard_of(request)
     rows = []
+    emails: dict[str, str] = {}
     for m in dash.book.members(user.team.id):
         if not m.active:
             continue
         visible = user.is_admin or m.id == user.member.id
         spent = dash.access.usage_this_month(user.team.id, m.id) if visible else None
         rows.append({"member": m, "spent": spent})
-    return render(request, "members.html", {"title": "Members", "rows": rows})
+        emails[m.id] = m.email
+    keys = []
+    if user.is_admin:  # a key names who holds it: admins only, as in the API
+        for k in dash.access.list_keys(user.team.id):
+            if k.revoked_at is None and k.member_id in emails:
+                spent = dash.access.key_usage_this_month(user.team.id, k.key_id)
+                keys.append({"key": k, "email": emails[k.member_id], "spent": spent})
+    return render(request, "members.html", {"title": "Members", "rows": rows, "keys": keys})
 
 
 @router.post("/members/{member_id}")
@@ -464,9 +472,24 @@ def update_member(request: Request, member_id: str, user: UserDep, form: FormDep
     role = _text(form, "role") or None
     cap = _int_or_none(form, "monthly_cap", "the monthly cap")
     updated = dash.access.update_member(user.team.id, member_id, role=role, monthly_cap=cap)
-    cap_text = f"{updated.monthly_cap:,} credits a month" if updated.monthly_cap else "no cap"
+    cap_text = _cap_text(updated.monthly_cap)
     session_of(request).say(f"{updated.email} is now {updated.role.value}, {cap_text}.", "success")
     return redirect(f"{PREFIX}/members")
+
+
+@router.post("/members/keys/{key_id}")
+def update_key_cap(request: Request, key_id: str, user: UserDep, form: FormDep) -> Response:
+    admin_only(user, "change API keys' caps")
+    cap = _int_or_none(form, "monthly_cap", "the monthly cap")
+    key = dashboard_of(request).access.set_key_cap(user.team.id, key_id, cap)
+    name = key.label or key.key_id
+    session_of(request).say(f"API key {name}: {_cap_text(key.monthly_cap)}.", "success")
+    return redirect(f"{PREFIX}/members")
+
+
+def _cap_text(cap: int | None) -> str:
+    """A monthly cap in words (0 is a cap: nothing may be spent)."""
+    return "no cap" if cap is None else f"{cap:,} credits a month"
 
 
 # ---- settings ---------------------------------------------------------------------------
