@@ -14,12 +14,29 @@ from collections.abc import Iterator
 import httpx
 import pytest
 from api_helpers import Api, TestClient, assert_problem, bearer, make_settings
+from fastapi import FastAPI
 
 import creditbook
 from creditbook.domain.clock import FrozenClock
 from creditbook.entrypoints.api import create_app
 
 CHARGE = {"feature": "email_finder", "outcome": "deliverable"}  # 5 credits
+
+
+async def _charge_at_once(
+    app: FastAPI, headers: dict[str, str], count: int
+) -> list[httpx.Response]:
+    """``count`` charges sent together, each with its own idempotency key."""
+    transport = httpx.ASGITransport(app=app)
+    async with httpx.AsyncClient(transport=transport, base_url="http://test") as http:
+        return await asyncio.gather(
+            *(
+                http.post(
+                    "/v1/charges", json=CHARGE, headers=headers | {"Idempotency-Key": f"k{i}"}
+                )
+                for i in range(count)
+            )
+        )
 
 
 @pytest.fixture
@@ -74,23 +91,8 @@ def test_many_charges_at_once_share_batches_and_every_credit_adds_up(
         api = Api(client, book, clock)
         team = api.new_team(credits=10_000)
     group = book.enable_group_commit()
-
-    async def charge_all(count: int) -> list[httpx.Response]:
-        transport = httpx.ASGITransport(app=app)
-        async with httpx.AsyncClient(transport=transport, base_url="http://test") as http:
-            return await asyncio.gather(
-                *(
-                    http.post(
-                        "/v1/charges",
-                        json=CHARGE,
-                        headers=team.admin | {"Idempotency-Key": f"many-{i}"},
-                    )
-                    for i in range(count)
-                )
-            )
-
     try:
-        answers = asyncio.run(charge_all(60))
+        answers = asyncio.run(_charge_at_once(app, team.admin, 60))
     finally:
         book.disable_group_commit()
     assert [a.status_code for a in answers] == [201] * 60
@@ -136,21 +138,8 @@ def test_concurrent_charges_through_a_capped_key_stop_exactly_at_its_cap(
         )
         key = bearer(made.json()["api_key"])
     group = book.enable_group_commit()
-
-    async def charge_all(count: int) -> list[httpx.Response]:
-        transport = httpx.ASGITransport(app=app)
-        async with httpx.AsyncClient(transport=transport, base_url="http://test") as http:
-            return await asyncio.gather(
-                *(
-                    http.post(
-                        "/v1/charges", json=CHARGE, headers=key | {"Idempotency-Key": f"k-{i}"}
-                    )
-                    for i in range(count)
-                )
-            )
-
     try:
-        answers = asyncio.run(charge_all(20))
+        answers = asyncio.run(_charge_at_once(app, key, 20))
     finally:
         book.disable_group_commit()
     codes = sorted(a.status_code for a in answers)

@@ -320,17 +320,9 @@ class AccessService:
             return self._key(uow, team_id, key_id)
 
     def revoke_key(self, team_id: str, key_id: str) -> KeyInfo:
-        with self.book.uow() as uow:
-            uow.lock_team(team_id)
-            key = self._key(uow, team_id, key_id)
-            revoked_at = key.revoked_at or self.book.clock.now()
-            uow.conn.execute(
-                update(api_keys)
-                .where(api_keys.c.team_id == team_id, api_keys.c.id == key_id)
-                .values(revoked_at=revoked_at)
-            )
-            uow.commit()
-        return replace(key, revoked_at=revoked_at)
+        return self._update_key(
+            team_id, key_id, lambda key: {"revoked_at": key.revoked_at or self.book.clock.now()}
+        )
 
     def set_key_cap(self, team_id: str, key_id: str, monthly_cap: int | None) -> KeyInfo:
         """Cap what is spent through one key per month; ``None`` removes the cap.
@@ -339,18 +331,29 @@ class AccessService:
         against the cap before or after this, never half of each.
         """
         _check_cap(monthly_cap)
+
+        def capped(key: KeyInfo) -> dict[str, Any]:
+            if key.revoked_at is not None:
+                raise KeyRevoked(key_id)
+            return {"monthly_cap": monthly_cap}
+
+        return self._update_key(team_id, key_id, capped)
+
+    def _update_key(
+        self, team_id: str, key_id: str, change: Callable[[KeyInfo], dict[str, Any]]
+    ) -> KeyInfo:
+        """Write ``change(key)``'s columns to the key, under the team's lock; the key after."""
         with self.book.uow() as uow:
             uow.lock_team(team_id)
             key = self._key(uow, team_id, key_id)
-            if key.revoked_at is not None:
-                raise KeyRevoked(key_id)
+            values = change(key)
             uow.conn.execute(
                 update(api_keys)
                 .where(api_keys.c.team_id == team_id, api_keys.c.id == key_id)
-                .values(monthly_cap=monthly_cap)
+                .values(**values)
             )
             uow.commit()
-        return replace(key, monthly_cap=monthly_cap)
+        return replace(key, **values)
 
     @staticmethod
     def _key(uow: SqlUnitOfWork, team_id: str, key_id: str) -> KeyInfo:
