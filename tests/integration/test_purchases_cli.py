@@ -2,12 +2,15 @@
 
 from __future__ import annotations
 
+import os
 import re
 from collections.abc import Callable
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import pytest
 
+import creditbook
 from creditbook.entrypoints.cli.app import main
 
 Cli = Callable[..., tuple[int, str, str]]
@@ -58,3 +61,28 @@ def test_an_admin_buys_lists_and_refunds_from_the_command_line(cli: Cli) -> None
     assert code == 0 and out.startswith("id,created_at,kind,credits,amount")
     code, out, _ = cli("credits", "alerts", team)
     assert code == 0 and "purchase_refunded" in out and "purchase_completed" in out
+
+
+def test_the_sweep_completes_a_purchase_a_crash_left_pending(
+    cli: Cli, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    an_hour_ago = creditbook.FrozenClock(datetime.now(UTC) - timedelta(hours=1))
+    book = creditbook.open(os.environ["CREDITBOOK_DATABASE_URL"], clock=an_hour_ago)
+    team = book.create_team("Acme").id
+    admin = creditbook.Actor(member_id=book.add_member(team, "alice@acme.com", "admin").id)
+
+    def died(*args: object, **kwargs: object) -> None:
+        raise RuntimeError("the process stopped here")
+
+    with monkeypatch.context() as crash:
+        crash.setattr(book.purchases, "_pay", died)
+        with pytest.raises(RuntimeError):
+            book.purchases.buy(team, package="1k", actor=admin)
+    [stalled] = book.purchases.list(team)
+    code, out, _ = cli("credits", "sweep")
+    assert code == 0 and "asked the provider again for 1, failed 0" in out and stalled.id in out
+    code, out, _ = cli("credits", "purchases", team)
+    assert code == 0 and "completed" in out
+    assert cli("credits", "sweep")[1].startswith("asked the provider again for 0, failed 0")
+    code, _, err = cli("credits", "sweep", "--stalled-minutes", "3000")
+    assert code == 2 and "abandoned_after at least stalled_after" in err

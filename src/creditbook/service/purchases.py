@@ -32,6 +32,15 @@ writes a pending ``auto_recharge`` purchase in that same transaction; the
 payment runs after the commit (an after-commit hook), once. A refused charge
 writes nothing, so the ``depleted`` alert is written by a refusal hook in a
 small transaction of its own, deduplicated by the same state row.
+
+A purchase can stay ``pending`` when the service stops between step 1 and
+step 2, or after step 2 when the money never comes. ``sweep_pending``
+(``creditbook credits sweep``, from cron) settles those once they are old
+enough: a stalled manual purchase or auto-recharge asks its provider again
+(the purchase id is the provider's idempotency key: it is paid at most
+once); one that never reached another provider, or that nobody paid within
+a day, is marked failed. A failed purchase that is paid after all is still
+granted by its webhook (step 3 accepts it), so failing one loses nothing.
 """
 
 from __future__ import annotations
@@ -87,6 +96,8 @@ from creditbook.service.notifications import (
 )
 
 MAX_PAGE = 500
+STALLED_AFTER = timedelta(minutes=15)  # no answer recorded from the provider by then
+ABANDONED_AFTER = timedelta(hours=24)  # started with the provider, still not paid
 _UNSET: Any = object()
 
 
@@ -457,9 +468,10 @@ class PurchaseService:
         *,
         payment_method: str | None = None,
         customer: str | None = None,
+        provider: PaymentProvider | None = None,
     ) -> PaymentIntentResult:
         try:
-            result = self.provider.create_payment(
+            result = (provider or self.provider).create_payment(
                 purchase_id=purchase_id,
                 team_id=team_id,
                 amount=price,
@@ -595,6 +607,78 @@ class PurchaseService:
         else:
             self.notifications.record(uow, row.team_id, AlertKind.PURCHASE_FAILED, payload)
         return True
+
+    # ---- settling what stayed pending ------------------------------------------------
+
+    def sweep_pending(
+        self,
+        *,
+        stalled_after: timedelta = STALLED_AFTER,
+        abandoned_after: timedelta = ABANDONED_AFTER,
+        limit: int = MAX_PAGE,
+    ) -> SweepReport:
+        """Settle purchases left ``pending``, oldest first, at most ``limit`` of them.
+
+        - a manual purchase or an auto-recharge with no answer recorded after
+          ``stalled_after``: its provider is asked again, with the purchase id as
+          idempotency key (paid at most once, completed or failed as it answers);
+        - a purchase through another provider with no answer recorded after
+          ``stalled_after``: failed (its payer may have gone; buy again);
+        - one that its provider started but nobody paid within ``abandoned_after``:
+          failed.
+
+        A failed purchase that is paid after all is granted by its webhook.
+        """
+        if stalled_after < timedelta(0) or abandoned_after < stalled_after:
+            raise InvalidInput(
+                "stalled_after is 0 or more and abandoned_after at least stalled_after",
+                field="abandoned_after",
+            )
+        now = self.book.clock.now()
+        with self.book.uow() as uow:
+            rows = list(
+                uow.conn.execute(
+                    select(purchases)
+                    .where(
+                        purchases.c.status == "pending",
+                        purchases.c.updated_at < now - stalled_after,
+                    )
+                    .order_by(purchases.c.updated_at)
+                    .limit(limit)
+                )
+            )
+        retried: list[str] = []
+        failed: list[str] = []
+        for row in rows:
+            age = now - row.updated_at
+            if row.kind == "auto_recharge" and row.provider_reference is None:
+                self.run_auto_recharge(row.team_id, row.id)
+                retried.append(row.id)
+            elif row.provider == "manual" and row.provider_reference is None:
+                price = Money.from_minor(row.amount_minor, row.currency)
+                with contextlib.suppress(CreditbookError):  # a failure is recorded on the row
+                    self._pay(row.team_id, row.id, price, provider=ManualPaymentProvider())
+                retried.append(row.id)
+            elif row.provider_reference is None:
+                self._fail(
+                    row.team_id,
+                    row.id,
+                    None,
+                    f"no answer from {row.provider} was recorded within "
+                    f"{_duration(stalled_after)}; buy again (if it took the payment after "
+                    "all, its notification still grants the credits)",
+                )
+                failed.append(row.id)
+            elif age >= abandoned_after:
+                self._fail(
+                    row.team_id,
+                    row.id,
+                    None,
+                    f"not paid within {_duration(abandoned_after)}; a later payment still "
+                    "grants the credits",
+                )
+                failed.append(row.id)
+        return SweepReport(tuple(retried), tuple(failed))
 
     # ---- reading -------------------------------------------------------------------
 
@@ -1121,6 +1205,22 @@ class PurchaseService:
             f"only a team admin can {what}; ask an admin of this team ({who})",
             admins=admins,
         )
+
+
+@dataclass(frozen=True, slots=True)
+class SweepReport:
+    """What ``sweep_pending`` did: purchases asked of their provider again, and failed."""
+
+    retried: tuple[str, ...]
+    failed: tuple[str, ...]
+
+
+def _duration(span: timedelta) -> str:
+    minutes = int(span.total_seconds() // 60)
+    if minutes and minutes % 60 == 0:
+        hours = minutes // 60
+        return f"{hours} hour{'s' if hours != 1 else ''}"
+    return f"{minutes} minute{'s' if minutes != 1 else ''}"
 
 
 def _bound_to(func: Any, cls: type) -> bool:

@@ -89,6 +89,8 @@ purchases = Table(
     CheckConstraint("status <> 'completed' or grant_id is not null", name="completed_has_grant"),
 )
 Index("ix_purchases_team_created", purchases.c.team_id, purchases.c.created_at)
+# ``sweep_pending`` reads the pending purchases that stopped moving, across teams.
+Index("ix_purchases_status_updated", purchases.c.status, purchases.c.updated_at)
 
 payment_events = Table(
     "payment_events",

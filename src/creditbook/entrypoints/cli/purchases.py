@@ -6,6 +6,7 @@
     creditbook credits refund TEAM PURCHASE_ID [--member ADMIN_ID]
     creditbook credits alerts TEAM
     creditbook credits deliver-alerts
+    creditbook credits sweep [--stalled-minutes 15] [--abandoned-hours 24]
 
 The payment provider is the configured one (``CREDITBOOK_PAYMENT_PROVIDER``,
 ``manual`` by default). A refund without ``--member`` is made as the operator.
@@ -13,6 +14,7 @@ The payment provider is the configured one (``CREDITBOOK_PAYMENT_PROVIDER``,
 
 from __future__ import annotations
 
+from datetime import timedelta
 from typing import Annotated
 
 import typer
@@ -129,3 +131,24 @@ def deliver_alerts(
         f"delivered {report.delivered}, retrying {report.retrying}, "
         f"failed {report.failed}, in-app only {report.skipped}"
     )
+
+
+@credits_app.command("sweep")
+def sweep(
+    stalled_minutes: Annotated[
+        int, typer.Option("--stalled-minutes", min=1, help="Ask again or fail after this.")
+    ] = 15,
+    abandoned_hours: Annotated[
+        int, typer.Option("--abandoned-hours", min=1, help="Fail a started, unpaid purchase.")
+    ] = 24,
+) -> None:
+    """Settle purchases left pending (for a scheduler, every few minutes)."""
+    report = book().purchases.sweep_pending(
+        stalled_after=timedelta(minutes=stalled_minutes),
+        abandoned_after=timedelta(hours=abandoned_hours),
+    )
+    console.print(
+        f"asked the provider again for {len(report.retried)}, failed {len(report.failed)}"
+    )
+    for purchase_id in report.retried + report.failed:
+        console.print(f"  {purchase_id}")
