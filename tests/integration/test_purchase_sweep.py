@@ -8,6 +8,7 @@ may never be made. Each is simulated here and swept, on SQLite and PostgreSQL.
 
 from __future__ import annotations
 
+import threading
 from collections.abc import Iterator
 from datetime import timedelta
 from typing import Any
@@ -163,3 +164,36 @@ def test_the_sweeps_windows_are_checked(book: creditbook.Creditbook) -> None:
         book.purchases.sweep_pending(
             stalled_after=timedelta(hours=2), abandoned_after=timedelta(hours=1)
         )
+
+
+def test_overlapping_sweeps_grant_a_stalled_purchase_once(
+    book: creditbook.Creditbook,
+    admin: tuple[str, Actor],
+    clock: FrozenClock,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    team, actor = admin
+    shop = book.purchases
+    with monkeypatch.context() as crash:
+        _crash_before_paying(shop, crash)
+        for _ in range(3):
+            with pytest.raises(ProcessDied):
+                shop.buy(team, package="1k", actor=actor)
+    clock.advance(timedelta(minutes=16))
+    start = threading.Barrier(4)
+    reports: list[SweepReport] = []
+
+    def sweep() -> None:
+        start.wait()
+        reports.append(shop.sweep_pending())
+
+    threads = [threading.Thread(target=sweep) for _ in range(4)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(60)
+    assert len(reports) == 4  # every sweep finished (none raised)
+    assert [p.status for p in shop.list(team)] == ["completed"] * 3
+    assert book.balance(team).available == 3000
+    assert len(book.grants(team)) == 3
+    assert book.audit(team).clean
