@@ -38,11 +38,18 @@ def stripe(book: creditbook.Creditbook) -> Iterator[tuple[PurchaseService, FakeP
     yield book.purchases, fake
 
 
-def _crash_before_paying(shop: PurchaseService, monkeypatch: pytest.MonkeyPatch) -> None:
+def _buy_and_crash_before_paying(
+    shop: PurchaseService, monkeypatch: pytest.MonkeyPatch, team: str, actor: Actor, **buy: Any
+) -> None:
+    """``shop.buy`` that stops after recording the purchase, before asking the provider."""
+
     def died(*args: Any, **kwargs: Any) -> None:
         raise ProcessDied
 
-    monkeypatch.setattr(shop, "_pay", died)
+    with monkeypatch.context() as crash:
+        crash.setattr(shop, "_pay", died)
+        with pytest.raises(ProcessDied):
+            shop.buy(team, package="1k", actor=actor, **buy)
 
 
 def test_a_manual_purchase_stalled_by_a_crash_is_completed_by_the_sweep_once(
@@ -53,10 +60,7 @@ def test_a_manual_purchase_stalled_by_a_crash_is_completed_by_the_sweep_once(
 ) -> None:
     team, actor = admin
     shop = book.purchases
-    with monkeypatch.context() as crash:
-        _crash_before_paying(shop, crash)
-        with pytest.raises(ProcessDied):
-            shop.buy(team, package="1k", actor=actor, idempotency_key="buy-1")
+    _buy_and_crash_before_paying(shop, monkeypatch, team, actor, idempotency_key="buy-1")
     [stalled] = shop.list(team)
     assert stalled.status == "pending" and book.balance(team).available == 0
     # A retry with the same key finds the purchase and, by design, does not pay again.
@@ -80,10 +84,7 @@ def test_a_purchase_that_never_reached_stripe_fails_and_a_late_payment_still_gra
 ) -> None:
     team, actor = admin
     shop, fake = stripe
-    with monkeypatch.context() as crash:
-        _crash_before_paying(shop, crash)
-        with pytest.raises(ProcessDied):
-            shop.buy(team, package="1k", actor=actor)
+    _buy_and_crash_before_paying(shop, monkeypatch, team, actor)
     [stalled] = shop.list(team)
     clock.advance(timedelta(minutes=16))
     assert shop.sweep_pending().failed == (stalled.id,)
@@ -174,11 +175,8 @@ def test_overlapping_sweeps_grant_a_stalled_purchase_once(
 ) -> None:
     team, actor = admin
     shop = book.purchases
-    with monkeypatch.context() as crash:
-        _crash_before_paying(shop, crash)
-        for _ in range(3):
-            with pytest.raises(ProcessDied):
-                shop.buy(team, package="1k", actor=actor)
+    for _ in range(3):
+        _buy_and_crash_before_paying(shop, monkeypatch, team, actor)
     clock.advance(timedelta(minutes=16))
     start = threading.Barrier(4)
     reports: list[SweepReport] = []
