@@ -8,6 +8,8 @@ from datetime import UTC, datetime, timedelta
 
 from api_helpers import Api, Team, assert_problem
 
+from creditbook import Actor
+
 
 def _spend(api: Api, team: Team, headers: dict[str, str], feature: str, outcome: str) -> None:
     r = api.client.post(
@@ -107,3 +109,29 @@ def test_usage_refuses_a_backwards_window(api: Api) -> None:
         headers=team.admin,
     )
     assert_problem(r, 422, "validation_error")
+
+
+def test_usage_groups_by_api_key_and_by_enrichment_job(api: Api) -> None:
+    team = api.new_team(credits=1000)
+    member_id, personal = api.add_member(team, "max@acme.example")
+    made = api.client.post(
+        f"/v1/members/{member_id}/api-keys", json={"label": "crm"}, headers=team.admin
+    ).json()
+    crm = {"Authorization": f"Bearer {made['api_key']}"}
+    _spend(api, team, personal, "email_finder", "deliverable")
+    _spend(api, team, crm, "phone_finder", "found")
+    _spend(api, team, crm, "phone_finder", "not_found")
+    by_key = api.client.get("/v1/usage?group_by=api_key", headers=team.admin).json()
+    rows = {r["key"]: (r["credits"], r["uses"], r["attempts"]) for r in by_key["rows"]}
+    assert rows[made["key_id"]] == (20, 1, 1)
+    assert sum(credits for credits, _, _ in rows.values()) == 25
+    assert len(rows) == 2  # the member's own key and the crm key
+    # Charges made by a job carry its id; others have none (key null).
+    api.book.charge(team.id, "linkedin_enrichment", outcome="found", actor=Actor(job_id="job_x"))
+    by_job = api.client.get("/v1/usage?group_by=job", headers=team.admin).json()
+    assert [(r["key"], r["credits"]) for r in by_job["rows"]] == [("job_x", 1), (None, 25)]
+    exported = api.client.get("/v1/usage.csv?group_by=api_key", headers=team.admin).text
+    assert exported.splitlines()[0] == "api_key,credits,uses,attempts"
+    assert f"{made['key_id']},20,1,1" in exported.splitlines()
+    bad = api.client.get("/v1/usage?group_by=planet", headers=team.admin)
+    assert_problem(bad, 422, "validation_error")

@@ -1,4 +1,4 @@
-"""Usage reports: credits spent grouped by feature, member or day, and their CSV export.
+"""Usage reports: credits spent by feature, member, API key, job or day, and their CSV.
 
 Spending is what the ledger calls ``charge`` and ``capture`` entries (credits
 that went to ``used``); ``attempt`` entries are uses with a non-billable
@@ -28,7 +28,14 @@ from creditbook.domain.ledger import EntryKind
 from creditbook.service.access import calendar_month_start
 from creditbook.service.credits import Creditbook
 
-GROUPS = ("feature", "member", "day")
+GROUPS = ("feature", "member", "api_key", "job", "day")
+# The ledger column each grouping reads ("day" is computed from ``created_at``).
+_GROUP_COLUMNS = {
+    "feature": "feature",
+    "member": "member_id",
+    "api_key": "api_key_id",
+    "job": "job_id",
+}
 SLOT_SECONDS = 900
 MAX_RANGE = timedelta(days=366 * 2)
 SPENT = (EntryKind.CHARGE.value, EntryKind.CAPTURE.value)
@@ -36,7 +43,7 @@ SPENT = (EntryKind.CHARGE.value, EntryKind.CAPTURE.value)
 
 @dataclass(frozen=True, slots=True)
 class UsageRow:
-    key: str | None  # the feature, the member id (None: no member) or the ISO day
+    key: str | None  # the feature, the member, key or job id (None: none) or the ISO day
     credits: int
     uses: int
     attempts: int
@@ -105,13 +112,8 @@ def usage(
         spent = func.sum(func.coalesce(e.c.credits, 0)).filter(e.c.kind.in_(SPENT))
         uses = func.count().filter(e.c.kind.in_(SPENT))
         attempts = func.count().filter(e.c.kind == EntryKind.ATTEMPT.value)
-        group: ColumnElement[Any]
-        if group_by == "feature":
-            group = e.c.feature
-        elif group_by == "member":
-            group = e.c.member_id
-        else:
-            group = _slot(uow.dialect)
+        day = group_by == "day"
+        group: ColumnElement[Any] = _slot(uow.dialect) if day else e.c[_GROUP_COLUMNS[group_by]]
         query = (
             select(group.label("g"), spent.label("credits"), uses.label("uses"), attempts)
             .where(

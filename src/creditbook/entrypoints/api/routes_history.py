@@ -30,7 +30,7 @@ FeatureQuery = Annotated[
     str | None, Query(min_length=1, max_length=64, pattern=r"^[A-Za-z0-9_.:-]+$")
 ]
 Kind = Literal["grant", "hold", "capture", "release", "charge", "attempt", "expire", "revoke"]
-GroupBy = Literal["feature", "member", "day"]
+GroupBy = Literal["feature", "member", "api_key", "job", "day"]
 From = Annotated[Instant | None, Query(alias="from", description="inclusive, ISO 8601")]
 To = Annotated[Instant | None, Query(alias="to", description="exclusive, ISO 8601")]
 
@@ -91,7 +91,7 @@ def usage_report(
     until: To = None,
     member: IdQuery = None,
 ) -> UsageOut:
-    """Credits spent, uses and non-billable attempts, grouped by feature, member or local day.
+    """Credits spent, uses and non-billable attempts by feature, member, API key, job or day.
 
     Defaults to the current calendar month in the team's time zone.
     """
