@@ -327,3 +327,18 @@ def test_the_admin_sees_the_teams_keys_and_caps_one_and_a_member_sees_none(world
     )
     assert refused.status_code == 403
     assert world.access.get_key(world.team_id, robot.key_id).monthly_cap is None
+
+
+def test_the_admin_sees_usage_by_api_key_and_a_member_does_not(world: World) -> None:
+    robot = world.access.issue_key(world.team_id, world.member_id, label="crm sync")
+    actor = Actor(member_id=world.member_id, api_key_id=robot.key_id)
+    world.book.charge(world.team_id, "phone_finder", outcome="found", actor=actor)
+    admin = world.client()
+    sign_in(admin, world.admin_key)
+    page = admin.get("/dashboard/usage").text
+    table = page[page.index('id="usage-by-key"') :]
+    assert re.search(r"crm sync</th><td class=\"num\">20</td>", table)
+    assert "(no key)" in table  # the fixture's charges name no key
+    member = world.client()
+    sign_in(member, world.member_key)
+    assert 'id="usage-by-key"' not in member.get("/dashboard/usage").text

@@ -270,6 +270,17 @@ def usage_page(request: Request, user: UserDep, cursor: str | None = None) -> Re
         until=f["until"],
         member_id=f["member"],
     )
+    by_key = key_names = None
+    if user.is_admin:  # keys name who holds them: admins only, as on Members
+        by_key = usage(
+            dash.book,
+            user.team.id,
+            group_by="api_key",
+            since=report_since,
+            until=f["until"],
+            member_id=f["member"],
+        )
+        key_names = {k.key_id: k.label or k.key_id for k in dash.access.list_keys(user.team.id)}
     members = _members_by_id(request, user)
     raw = {k: v for k, v in f["raw"].items() if v}
     return render(
@@ -286,6 +297,8 @@ def usage_page(request: Request, user: UserDep, cursor: str | None = None) -> Re
             "first_page": cursor is None,
             "by_member": by_member,
             "by_feature": by_feature,
+            "by_key": by_key,
+            "key_names": key_names,
             "report_since": report_since,
         },
     )
