@@ -562,12 +562,14 @@ class PurchaseService:
         )
         return "completed"
 
-    def _fail(self, team_id: str, purchase_id: str, reference: str | None, message: str) -> None:
+    def _fail(self, team_id: str, purchase_id: str, reference: str | None, message: str) -> bool:
+        """Mark the purchase failed if it is still pending; whether it was."""
         with self.book.uow() as uow:
             uow.lock_team(team_id)
             row = self._row(uow, team_id, purchase_id)
-            self._mark_failed(uow, row, reference, message)
+            failed = self._mark_failed(uow, row, reference, message)
             uow.commit()
+        return failed
 
     def _mark_failed(
         self, uow: SqlUnitOfWork, row: Any, reference: str | None, message: str
@@ -651,33 +653,31 @@ class PurchaseService:
         failed: list[str] = []
         for row in rows:
             age = now - row.updated_at
+            # Each step below acts only on a purchase still pending when it runs:
+            # a webhook or another sweep may have settled it since it was read.
             if row.kind == "auto_recharge" and row.provider_reference is None:
-                self.run_auto_recharge(row.team_id, row.id)
-                retried.append(row.id)
+                if self.run_auto_recharge(row.team_id, row.id) is not None:
+                    retried.append(row.id)
             elif row.provider == "manual" and row.provider_reference is None:
                 price = Money.from_minor(row.amount_minor, row.currency)
                 with contextlib.suppress(CreditbookError):  # a failure is recorded on the row
                     self._pay(row.team_id, row.id, price, provider=ManualPaymentProvider())
                 retried.append(row.id)
             elif row.provider_reference is None:
-                self._fail(
-                    row.team_id,
-                    row.id,
-                    None,
+                message = (
                     f"no answer from {row.provider} was recorded within "
                     f"{_duration(stalled_after)}; buy again (if it took the payment after "
-                    "all, its notification still grants the credits)",
+                    "all, its notification still grants the credits)"
                 )
-                failed.append(row.id)
+                if self._fail(row.team_id, row.id, None, message):
+                    failed.append(row.id)
             elif age >= abandoned_after:
-                self._fail(
-                    row.team_id,
-                    row.id,
-                    None,
+                message = (
                     f"not paid within {_duration(abandoned_after)}; a later payment still "
-                    "grants the credits",
+                    "grants the credits"
                 )
-                failed.append(row.id)
+                if self._fail(row.team_id, row.id, None, message):
+                    failed.append(row.id)
         return SweepReport(tuple(retried), tuple(failed))
 
     # ---- reading -------------------------------------------------------------------
