@@ -38,7 +38,7 @@ from creditbook.entrypoints.web.app import (
     signed_in,
 )
 from creditbook.entrypoints.web.signin_links import ConsoleMailer
-from creditbook.service.usage import usage
+from creditbook.service.usage import UsageReport, usage
 
 router = APIRouter()
 UserDep = Annotated[WebUser, Depends(signed_in)]
@@ -254,32 +254,22 @@ def usage_page(request: Request, user: UserDep, cursor: str | None = None) -> Re
         until=f["until"],
     )
     report_since = f["since"] or (dash.book.clock.now() - timedelta(days=90))
-    by_member = usage(
-        dash.book,
-        user.team.id,
-        group_by="member",
-        since=report_since,
-        until=f["until"],
-        member_id=f["member"],
-    )
-    by_feature = usage(
-        dash.book,
-        user.team.id,
-        group_by="feature",
-        since=report_since,
-        until=f["until"],
-        member_id=f["member"],
-    )
-    by_key = key_names = None
-    if user.is_admin:  # keys name who holds them: admins only, as on Members
-        by_key = usage(
+
+    def report(group_by: str) -> UsageReport:
+        """The usage since ``report_since``, under the page's filters."""
+        return usage(
             dash.book,
             user.team.id,
-            group_by="api_key",
+            group_by=group_by,
             since=report_since,
             until=f["until"],
             member_id=f["member"],
         )
+
+    by_member, by_feature = report("member"), report("feature")
+    by_key = key_names = None
+    if user.is_admin:  # keys name who holds them: admins only, as on Members
+        by_key = report("api_key")
         key_names = {k.key_id: k.label or k.key_id for k in dash.access.list_keys(user.team.id)}
     members = _members_by_id(request, user)
     raw = {k: v for k, v in f["raw"].items() if v}
