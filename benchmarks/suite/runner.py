@@ -115,7 +115,7 @@ def run_rows(
 
     Rounds, not each row's repetitions back to back: a ratio compares two rows, and
     on a shared machine whose speed drifts over minutes the rows of one round are
-    measured close together (benchmarks/README.md, eighth pass). A row that fails
+    measured close together. A row that fails
     or whose audit fails in any round is reported as that failure. Interrupted
     (Ctrl-C), it reports what was measured and says so (the second value).
     """

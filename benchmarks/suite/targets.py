@@ -23,7 +23,7 @@ SQL_HOT_C32 = "sql conditional-update debit hot row c32"
 SQL_SPREAD_C8 = "sql conditional-update debit 10k rows c8"
 SQL_SPREAD_C32 = "sql conditional-update debit 10k rows c32"
 
-# Creditbook rows, to be added (issue 2 / issue 8).
+# Creditbook rows.
 LIB_HOT_C8 = "library hot team c8"
 LIB_HOT_C32 = "library hot team c32"
 LIB_ZIPF_C8 = "library zipf 10k teams c8"

@@ -30,8 +30,8 @@ class Settings(BaseSettings):
     # transaction per batch in `creditbook serve` (docs/decisions/0008).
     group_commit: bool = True
     # On PostgreSQL, run the HTTP requests' batches on the server's event loop
-    # (an async connection) rather than on the committer thread (decision 0008,
-    # seventh pass). False: the thread, as before.
+    # (an async connection) rather than on the committer thread (decision
+    # 0008). False: the committer thread.
     group_commit_on_loop: bool = True
     rate_limit_requests: int = 20
     rate_limit_window_seconds: int = 2

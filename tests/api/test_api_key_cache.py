@@ -1,8 +1,8 @@
 """The verified-key cache of the API (``deps.Services``): one database check per key at a time.
 
 When a busy key's entry expires, every request in flight with it misses at once;
-each used to run its own check on the thread pool, a latency spike every
-``KEY_CACHE_SECONDS``. They now share the check in flight, and a revocation that
+each running its own check on the thread pool would make a latency spike every
+``KEY_CACHE_SECONDS``. They share the check in flight, and a revocation that
 lands during a check keeps its answer out of the cache.
 """
 

@@ -3,8 +3,8 @@
 ``SqlUnitOfWork._pg_pipeline(commit=True)`` sends the batch's writes and a
 ``COMMIT`` statement, then leaves the pipeline: one sync and one wait for the
 answer. ``psycopg``'s ``Connection.commit()`` inside a pipeline syncs by itself,
-and leaving the pipeline then syncs again: an empty round trip per batch (measured
-uncontended in benchmarks/README.md, seventh pass). These tests count the syncs and
+and leaving the pipeline then syncs again: an empty round trip per batch
+(decision 0008). These tests count the syncs and
 check that a failed statement still commits nothing.
 """
 

@@ -26,7 +26,7 @@ BENCHMARKS = Path(__file__).resolve().parents[2]
 SRC = BENCHMARKS.parent / "src"
 TEAMS = 100_000
 LEADS = 100_000
-SWEEPERS = 2  # one per core: see benchmarks/README.md, "creditbook tick"
+SWEEPERS = 2  # one per core: see decision 0002
 
 
 def _run_script(ctx: RunContext, script: str, args: list[str], server_flag: str) -> dict[str, Any]:

@@ -954,7 +954,7 @@ def _item_digest(
 
     A batch mostly repeats one request under many keys (one feature, outcome
     and actor): hashing each was 7% of a SQLite ``charge_many``'s time
-    (benchmarks/README.md, tenth pass). Remembered by what makes the request's
+    (decision 0008). Remembered by what makes the request's
     text: the feature, the quantity and the outcome by value, the call and the
     actor by identity (the same objects). Values that compare equal but encode
     apart (``True == 1``) must not share a hash, so a quantity that is not an

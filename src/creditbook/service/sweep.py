@@ -24,10 +24,10 @@ one at the end. The trade-off: one transaction spans a batch of teams,
 which on a sharded PostgreSQL (Citus) becomes a multi-shard transaction;
 ``batch_size=1`` restores one team per transaction.
 
-A sweeper works one batch after the other. (An earlier version wrote each
-batch on a second thread while the next one was computed; the two threads
-fought over the GIL and the sweep was a third slower than doing one thing at
-a time: see ``benchmarks/README.md``.)
+A sweeper works one batch after the other. (Writing each batch on a second
+thread while the next one is computed is slower: the two threads fight over
+the GIL, and the sweep took a third longer than doing one thing at a time;
+decision 0002.)
 
 ``sweep_parallel`` (``tick(processes=N)``) runs N such sweepers: one on a
 thread of the calling process and N-1 in spawned processes, each with its own

@@ -2,7 +2,7 @@
 
 In ``creditbook serve`` the committer thread and the event loop share one GIL:
 each time PostgreSQL answers, the thread waits for the loop to let go of it
-(about 1 ms under load, see benchmarks/README.md, seventh pass), twice per
+(about 1 ms under load, see decision 0008), twice per
 batch. Run on the loop itself, the batch's waits are loop events and nothing
 is handed over. The statements are the thread's own (``pg_batch_reads``,
 ``pg_batch_writes``): only the transport differs.

@@ -112,7 +112,7 @@ LIVE_GRANTS_SQL = f"SELECT {_GRANT_COLUMNS} FROM grants WHERE team_id = ANY(%s) 
 # the generic one, and with the array given as a constant ``unnest`` estimates its real
 # length (one team, say) where the generic plan assumes ten: the custom plan always
 # looked cheaper, and every batch planned its reads again, 15% of the backend's CPU
-# (benchmarks/README.md, ninth pass). Each array therefore comes through a scalar
+# (decision 0008). Each array therefore comes through a scalar
 # subquery, which hides its length from the custom plan too: both estimate the same,
 # and after its five custom plans the statement runs its generic one.
 _TEAMS = "unnest((SELECT %s::text[]))"
@@ -1073,8 +1073,8 @@ def _json_text(document: dict[str, Any]) -> str:
     """A JSON column's text for SQLite's own statements (a receipt, an entry's meta).
 
     orjson: with ``json.dumps`` the receipts' text was about 4 us of the 52 us of
-    CPU a charge costs in ``charge_many`` on SQLite (benchmarks/README.md, tenth
-    pass). The text is compact UTF-8 where ``json.dumps`` spaced and escaped it;
+    CPU a charge costs in ``charge_many`` on SQLite (decision 0008). The text is
+    compact UTF-8 where ``json.dumps`` spaced and escaped it;
     both read back the same. Nearly every entry's meta is empty: it needs no
     encoder.
     """
@@ -1204,7 +1204,7 @@ def json_rows(rows: Sequence[dict[str, Any]]) -> str:
 
     orjson, not the standard library: encoding a batch's entries, postings and
     receipts was a tenth of the group committer's CPU with ``json.dumps``, and a
-    tenth of that with orjson (benchmarks/README.md, eighth pass). Datetimes go
+    tenth of that with orjson (decision 0008). Datetimes go
     through ``_json_default`` (``OPT_PASSTHROUGH_DATETIME``) so a naive one is
     still refused and an aware one keeps ``isoformat``'s text.
     """

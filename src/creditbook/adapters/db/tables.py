@@ -47,8 +47,8 @@ def one_of(column: str, values: tuple[str, ...]) -> str:
     Not ``column in (...)``: SQLite runs an IN list of three or more values by
     filling a temporary table each time the statement runs, and ``executemany``
     runs the INSERT once per row. That cost 2 to 2.5 us for every entry and every
-    posting written, about a tenth of a charge in ``charge_many`` (decision 0008,
-    twelfth pass). The meaning is the same on both databases; migration 0009
+    posting written, about a tenth of a charge in ``charge_many`` (decision
+    0008). The meaning is the same on both databases; migration 0009
     rewrote the IN lists of the ledger's tables.
     """
     return " or ".join(f"{column} = '{value}'" for value in values)

@@ -83,8 +83,8 @@ class Services:
 
         When a busy key's cache entry expires, every request in flight with it
         misses at once; each running its own query on the thread pool made a
-        latency spike every ``KEY_CACHE_SECONDS`` (the p99 of HTTP charges at
-        c32: 76-100 ms before, 28-41 ms now, benchmarks/README.md, eighth pass).
+        latency spike every ``KEY_CACHE_SECONDS`` in the p99 of HTTP charges
+        (decision 0008).
         Requests of one event loop share the verification in flight, unless the
         keys changed since it started: a request that comes after a revocation
         checks again.
@@ -212,7 +212,7 @@ async def spender(request: Request) -> Spender:
     as ``IdempotencyKey`` declares it, but not as FastAPI dependencies: each
     dependency and header parameter costs FastAPI's own work on every request,
     and on ``POST /v1/charges`` these were a fifth of the server's CPU per charge
-    (interleaved in one server, benchmarks/README.md, eighth pass). So FastAPI
+    (measured interleaved in one server; decision 0008). So FastAPI
     checks a spend request's path and body first (422), then the route calls
     this. ``SPEND_OPENAPI`` documents the security scheme and the header as the
     dependencies would (tests/api/test_api_auth.py holds them equal).

@@ -3,7 +3,7 @@
 SQLite runs ``column in ('a', 'b', 'c', ...)`` by filling a temporary table each
 time a statement runs, and an ``executemany`` INSERT runs once per row: 2 to 2.5
 us for every entry and posting written, about a tenth of a charge in
-``charge_many`` (decision 0008, twelfth pass). ``column = 'a' or column = 'b' or
+``charge_many`` (decision 0008). ``column = 'a' or column = 'b' or
 ...`` means the same (every such column is NOT NULL) and costs nothing there.
 
 * PostgreSQL: each constraint is dropped and added again under its name, in one
