@@ -143,3 +143,17 @@ def test_bad_caps_from_the_cli_are_one_line_and_change_nothing(cli, args, messag
     team = _team(cli)
     code, out, err = cli(*(a.format(team=team) for a in args))
     assert code != 0 and message in err and "Traceback" not in out + err
+
+
+def test_an_operator_issues_a_service_key_from_the_cli_and_the_list_says_its_kind(cli) -> None:  # type: ignore[no-untyped-def]
+    team = _team(cli)
+    book = creditbook.open(os.environ["CREDITBOOK_DATABASE_URL"])
+    member = book.add_member(team, "workers@acme.example", "member")
+    code, out, _ = cli("key", "issue", team, member.id, "--label", "workers", "--service")
+    key_id = re.search(r"(key_\w+)", out)
+    assert code == 0 and key_id and "issued service key" in out and "cbk." in out
+    code, out, _ = cli("key", "issue", team, member.id)
+    assert code == 0 and "issued personal key" in out
+    code, out, _ = cli("key", "list", team)
+    assert code == 0 and re.search(rf"{key_id.group(1)}.*\bservice\b.*workers", out)
+    assert re.search(r"\bpersonal\b", out)

@@ -32,6 +32,7 @@ from creditbook.domain.errors import (
 from creditbook.domain.grants import Category, Grant, Source
 from creditbook.domain.holds import Hold, HoldStatus
 from creditbook.domain.ledger import (
+    SYSTEM,
     Account,
     Actor,
     EntryKind,
@@ -409,7 +410,7 @@ def test_a_capture_charges_the_price_fixed_at_hold_time(book: TeamBook) -> None:
 
 def test_releasing_a_hold_returns_every_credit_to_its_grants(book: TeamBook) -> None:
     free, bought, hold = _two_grant_hold(book)
-    entry = book.release(hold, actor=ALICE)
+    entry = book.release(hold)
     assert entry.kind is EntryKind.RELEASE
     assert entry.credits == 15
     assert entry.hold_id == hold.id
@@ -435,6 +436,34 @@ def test_a_resolved_hold_cannot_be_acted_on_again(book: TeamBook, first: str, se
         getattr(book, second)(hold)
     assert info.value.details["hold_status"] == ("captured" if first == "capture" else "released")
     assert snapshot(book) == before
+
+
+def test_a_capture_and_a_release_are_booked_to_the_holds_owner_whoever_settles_them(
+    book: TeamBook,
+) -> None:
+    give(book, 100)
+    owner = Actor(member_id="mem_bob", api_key_id="key_bob")
+    captured, released = (
+        book.hold("email_finder", actor=owner),
+        book.hold("email_finder", actor=owner),
+    )
+    capture = book.capture(captured, outcome="deliverable", settled_by=ALICE).entry
+    release = book.release(released, settled_by=ALICE)
+    for entry in (capture, release):
+        assert entry.actor == owner
+        assert entry.meta == {"settled_by": "member=mem_alice"}  # who settled, for the record
+    own = book.capture(
+        book.hold("email_finder", actor=owner), outcome="deliverable", settled_by=owner
+    )
+    assert own.entry.actor == owner and own.entry.meta == {}
+
+
+def test_an_expired_hold_is_released_by_the_system(book: TeamBook) -> None:
+    give(book, 100)
+    book.hold("email_finder", actor=ALICE)
+    book.now += timedelta(days=2)
+    (entry,) = book.expire_holds()
+    assert entry.actor == SYSTEM and entry.memo == "hold expired" and entry.meta == {}
 
 
 def test_a_hold_past_its_ttl_cannot_be_captured(book: TeamBook) -> None:

@@ -286,8 +286,8 @@ def test_a_member_cannot_open_a_job_another_member_started(world: World) -> None
     )
     client = world.client()
     sign_in(client, world.member_key)
-    assert client.get(f"/dashboard/enrichment/{job.id}").status_code == 403
-    assert client.get(f"/dashboard/enrichment/{job.id}/results.csv").status_code == 403
+    assert client.get(f"/dashboard/enrichment/{job.id}").status_code == 404
+    assert client.get(f"/dashboard/enrichment/{job.id}/results.csv").status_code == 404
     assert job.id not in client.get("/dashboard/enrichment").text
     admin = world.client()
     sign_in(admin, world.admin_key)

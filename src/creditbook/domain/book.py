@@ -360,10 +360,15 @@ class TeamBook:
         outcome: str | None = None,
         quantity: int | None = None,
         call: Call | None = None,
-        actor: Actor | None = None,
+        settled_by: Actor | None = None,
         idempotency_key: str | None = None,
     ) -> ChargeResult:
-        """Charge what the work cost, at most the held amount; return the rest."""
+        """Charge what the work cost, at most the held amount; return the rest.
+
+        The capture is booked to the hold's owner (the member, key and job that
+        placed it), so usage and caps count it there whoever settles it; a
+        ``settled_by`` other than the owner is recorded in the entry's meta.
+        """
         self._require_active(hold)
         q = self._capture_quote(hold, outcome, quantity, call)
         if q.credits > hold.amount:
@@ -386,10 +391,11 @@ class TeamBook:
             EntryKind.CAPTURE,
             postings,
             credits=q.credits,
-            actor=actor or hold.actor,
+            actor=hold.actor,
             quote=q,
             hold_id=hold.id,
             idempotency_key=idempotency_key,
+            meta=_settler(hold, settled_by),
         )
         return ChargeResult(entry, q)
 
@@ -397,11 +403,15 @@ class TeamBook:
         self,
         hold: Hold,
         *,
-        actor: Actor | None = None,
+        settled_by: Actor | None = None,
         idempotency_key: str | None = None,
         expired: bool = False,
     ) -> Entry:
-        """Give every held credit back to the grants it came from."""
+        """Give every held credit back to the grants it came from.
+
+        Booked to the hold's owner, as a capture is; an expired hold, which
+        nobody released, to the system.
+        """
         if expired:
             # The TTL has passed; only the status must still be active.
             if hold.status is not HoldStatus.ACTIVE:
@@ -417,11 +427,12 @@ class TeamBook:
             EntryKind.RELEASE,
             postings,
             credits=hold.amount,
-            actor=actor or hold.actor,
+            actor=SYSTEM if expired else hold.actor,
             feature=hold.feature,
             hold_id=hold.id,
             idempotency_key=idempotency_key,
             memo="hold expired" if expired else None,
+            meta=_settler(hold, settled_by),
         )
 
     def expire_holds(self) -> list[Entry]:
@@ -429,7 +440,7 @@ class TeamBook:
         if not self.holds:  # the usual case in a sweep: no hold loaded
             return []
         return [
-            self.release(h, expired=True, actor=SYSTEM)
+            self.release(h, expired=True)
             for h in list(self.holds.values())
             if h.is_past_ttl(self.now)
         ]
@@ -717,6 +728,13 @@ class TeamBook:
         self.new_holds.clear()
         self.changed_holds.clear()
         self.entries.clear()
+
+
+def _settler(hold: Hold, settled_by: Actor | None) -> dict[str, str] | None:
+    """The meta naming who settled a hold, when it was not its owner (an admin, a service)."""
+    if settled_by is None or settled_by == hold.actor or settled_by == SYSTEM:
+        return None
+    return {"settled_by": settled_by.describe()}
 
 
 def _joined(values: Iterable[str], separator: str = ",") -> str:

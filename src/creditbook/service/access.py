@@ -7,8 +7,10 @@ API keys
     made, and never again. The key names its team first, so verifying it is
     one primary-key read on ``(team_id, id)``: on a PostgreSQL sharded by
     ``team_id`` the lookup goes to one shard, with no global key table.
-    A key belongs to a member and carries the member's role (admin or
-    member); revoking a key, or removing its member, stops it at once.
+    A key belongs to a member; revoking a key, or removing its member, stops
+    it at once. A key is *personal* (it carries its member's role) or a
+    *service* key (the platform's own code, never an admin):
+    ``service.principals`` says what each reaches.
 
 Monthly caps
     An admin may cap what one member spends per month, and what is spent
@@ -55,6 +57,10 @@ from creditbook.domain.ledger import EntryKind
 from creditbook.domain.team import Member, Role, Team
 from creditbook.service.credits import Creditbook
 
+# Re-exported: the entrypoints take the types of keys from the access service.
+from creditbook.service.principals import KeyKind as KeyKind
+from creditbook.service.principals import Principal as Principal
+
 KEY_PREFIX = "cbk"
 SECRET_BYTES = 32
 IDEMPOTENCY_RETENTION = timedelta(days=30)
@@ -88,21 +94,6 @@ class KeyRevoked(Conflict):
 
 
 @dataclass(frozen=True, slots=True)
-class Principal:
-    """Who a verified API key acts for."""
-
-    team_id: str
-    member_id: str
-    key_id: str
-    role: Role
-    team_status: str = "active"
-
-    @property
-    def is_admin(self) -> bool:
-        return self.role is Role.ADMIN
-
-
-@dataclass(frozen=True, slots=True)
 class IssuedKey:
     """A new key: ``api_key`` is shown once and is not stored."""
 
@@ -111,6 +102,7 @@ class IssuedKey:
     member_id: str
     api_key: str
     created_at: datetime
+    kind: KeyKind = KeyKind.PERSONAL
 
 
 @dataclass(frozen=True, slots=True)
@@ -122,6 +114,7 @@ class KeyInfo:
     created_at: datetime
     revoked_at: datetime | None
     monthly_cap: int | None = None
+    kind: KeyKind = KeyKind.PERSONAL
 
     @classmethod
     def of(cls, row: Any) -> KeyInfo:
@@ -134,6 +127,7 @@ class KeyInfo:
             row.created_at,
             row.revoked_at,
             row.monthly_cap,
+            KeyKind(row.kind),
         )
 
 
@@ -248,11 +242,17 @@ class AccessService:
         *,
         label: str | None = None,
         monthly_cap: int | None = None,
+        kind: KeyKind | str = KeyKind.PERSONAL,
     ) -> IssuedKey:
-        """A new key for the member, with an optional monthly cap on what it spends."""
+        """A new key for the member, with an optional monthly cap on what it spends.
+
+        ``kind="service"`` makes a service key (see the module docstring); its
+        spends are attributed to its member and itself, as any key's.
+        """
         if label is not None and len(label) > 100:
             raise InvalidInput("a key label is at most 100 characters", field="label")
         _check_cap(monthly_cap)
+        kind = kind if isinstance(kind, KeyKind) else KeyKind.parse(kind)
         key_id = new_id("key")
         secret = secrets.token_urlsafe(SECRET_BYTES)
         api_key = f"{KEY_PREFIX}.{team_id}.{key_id}.{secret}"
@@ -272,10 +272,11 @@ class AccessService:
                     created_at=now,
                     revoked_at=None,
                     monthly_cap=monthly_cap,
+                    kind=kind.value,
                 )
             )
             uow.commit()
-        return IssuedKey(key_id, team_id, member_id, api_key, now)
+        return IssuedKey(key_id, team_id, member_id, api_key, now, kind)
 
     def verify(self, api_key: str) -> Principal | None:
         """The principal of a valid, unrevoked key of an active member; None otherwise."""
@@ -284,7 +285,13 @@ class AccessService:
             return None
         team_id, key_id = named
         query = (
-            select(api_keys.c.key_hash, api_keys.c.member_id, members.c.role, team_access.c.status)
+            select(
+                api_keys.c.key_hash,
+                api_keys.c.member_id,
+                api_keys.c.kind,
+                members.c.role,
+                team_access.c.status,
+            )
             .select_from(
                 api_keys.join(
                     members,
@@ -305,7 +312,14 @@ class AccessService:
             row = uow.conn.execute(query).first()
         if row is None or not hmac.compare_digest(row.key_hash, hash_key(api_key)):
             return None
-        return Principal(team_id, row.member_id, key_id, Role(row.role), row.status or "active")
+        return Principal(
+            team_id,
+            row.member_id,
+            key_id,
+            Role(row.role),
+            row.status or "active",
+            KeyKind(row.kind),
+        )
 
     def list_keys(self, team_id: str, member_id: str | None = None) -> list[KeyInfo]:
         query = select(api_keys).where(api_keys.c.team_id == team_id)

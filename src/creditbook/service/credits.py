@@ -466,10 +466,22 @@ class Creditbook:
         quantity: int | None = None,
         call: Call | None = None,
         actor: Actor | None = None,
+        placed_by: str | None = None,
         idempotency_key: str | None = None,
     ) -> ChargeReceipt:
-        """Charge what the held work cost (at most the held amount)."""
-        request, apply = _capture_parts(hold_id, outcome, quantity, call, actor, idempotency_key)
+        """Charge what the held work cost (at most the held amount).
+
+        The capture is booked to the hold's owner, the member and key that
+        placed it, and counts against their caps, whoever settles it; ``actor``
+        is who settles, recorded with the entry when it is not the owner.
+        ``placed_by=<member id>`` settles the hold only if that member placed
+        it: any other hold answers ``HoldNotFound``, exactly as a hold of
+        another team (the API passes it for a member's key; trusted code,
+        admins and service keys leave it out and settle any hold of the team).
+        """
+        request, apply = _capture_parts(
+            hold_id, outcome, quantity, call, actor, placed_by, idempotency_key
+        )
         return self.transact(
             team_id,
             "capture",
@@ -490,10 +502,13 @@ class Creditbook:
         quantity: int | None = None,
         call: Call | None = None,
         actor: Actor | None = None,
+        placed_by: str | None = None,
         idempotency_key: str | None = None,
     ) -> ChargeReceipt:
         """``capture`` for an event loop (see ``charge_async``)."""
-        request, apply = _capture_parts(hold_id, outcome, quantity, call, actor, idempotency_key)
+        request, apply = _capture_parts(
+            hold_id, outcome, quantity, call, actor, placed_by, idempotency_key
+        )
         return await self.transact_async(
             team_id, "capture", request, idempotency_key, apply, ChargeReceipt, hold_ids=[hold_id]
         )
@@ -504,10 +519,14 @@ class Creditbook:
         hold_id: str,
         *,
         actor: Actor | None = None,
+        placed_by: str | None = None,
         idempotency_key: str | None = None,
     ) -> ReleaseReceipt:
-        """Give back every credit a hold reserved."""
-        request, apply = _release_parts(hold_id, actor, idempotency_key)
+        """Give back every credit a hold reserved.
+
+        Booked to the hold's owner; ``actor`` and ``placed_by`` as for ``capture``.
+        """
+        request, apply = _release_parts(hold_id, actor, placed_by, idempotency_key)
         return self.transact(
             team_id,
             "release",
@@ -525,10 +544,11 @@ class Creditbook:
         hold_id: str,
         *,
         actor: Actor | None = None,
+        placed_by: str | None = None,
         idempotency_key: str | None = None,
     ) -> ReleaseReceipt:
         """``release`` for an event loop (see ``charge_async``)."""
-        request, apply = _release_parts(hold_id, actor, idempotency_key)
+        request, apply = _release_parts(hold_id, actor, placed_by, idempotency_key)
         return await self.transact_async(
             team_id, "release", request, idempotency_key, apply, ReleaseReceipt, hold_ids=[hold_id]
         )
@@ -593,14 +613,17 @@ class Creditbook:
             uow.commit()
         return sorted(found, key=lambda g: (g.created_at, g.id))
 
-    def get_hold(self, team_id: str, hold_id: str) -> Hold:
-        """A hold as it stands now (a hold past its TTL reads as expired)."""
+    def get_hold(self, team_id: str, hold_id: str, *, placed_by: str | None = None) -> Hold:
+        """A hold as it stands now (a hold past its TTL reads as expired).
+
+        ``placed_by``: only a hold that member placed, as for ``capture``.
+        """
         with self.uow() as uow:
             book, ran = self.open_book(uow, team_id)
             self.finish(uow, book, ran_catch_up=ran)
             found = uow.load_holds(team_id, [hold_id])
             uow.commit()
-        if not found:
+        if not found or not _placed_by(found[0], placed_by):
             raise HoldNotFound(hold_id)
         return found[0]
 
@@ -1052,9 +1075,14 @@ def _capture_parts(
     quantity: int | None,
     call: Call | None,
     actor: Actor | None,
+    placed_by: str | None,
     idempotency_key: str | None,
 ) -> tuple[dict[str, Any], Callable[[TeamBook, SqlUnitOfWork], ChargeReceipt]]:
-    """A capture's request and the function applying it to a book."""
+    """A capture's request and the function applying it to a book.
+
+    ``placed_by`` is not part of the request's hash: it follows from the
+    calling key, which is (a retry with the key answers the stored receipt).
+    """
     request = {
         "hold_id": hold_id,
         "outcome": outcome,
@@ -1064,13 +1092,13 @@ def _capture_parts(
     }
 
     def apply(book: TeamBook, uow: SqlUnitOfWork) -> ChargeReceipt:
-        hold = _hold_in(book, hold_id)
+        hold = _hold_in(book, hold_id, placed_by)
         result = book.capture(
             hold,
             outcome=outcome,
             quantity=quantity,
             call=call,
-            actor=actor,
+            settled_by=actor,
             idempotency_key=idempotency_key,
         )
         return _charge_receipt(book, result, hold=hold)
@@ -1079,24 +1107,36 @@ def _capture_parts(
 
 
 def _release_parts(
-    hold_id: str, actor: Actor | None, idempotency_key: str | None
+    hold_id: str, actor: Actor | None, placed_by: str | None, idempotency_key: str | None
 ) -> tuple[dict[str, Any], Callable[[TeamBook, SqlUnitOfWork], ReleaseReceipt]]:
-    """A release's request and the function applying it to a book."""
+    """A release's request and the function applying it to a book (``placed_by``: see capture)."""
     request = {"hold_id": hold_id, "actor": actor_dict(actor) if actor else None}
 
     def apply(book: TeamBook, uow: SqlUnitOfWork) -> ReleaseReceipt:
-        hold = _hold_in(book, hold_id)
-        entry = book.release(hold, actor=actor, idempotency_key=idempotency_key)
+        hold = _hold_in(book, hold_id, placed_by)
+        entry = book.release(hold, settled_by=actor, idempotency_key=idempotency_key)
         return ReleaseReceipt(hold.id, book.team_id, hold.amount, hold.status.value, entry.id)
 
     return request, apply
 
 
-def _hold_in(book: TeamBook, hold_id: str) -> Hold:
+def _hold_in(book: TeamBook, hold_id: str, placed_by: str | None) -> Hold:
+    """The hold as the team's transaction loaded it, if the caller may settle it.
+
+    The check runs here, in the transaction that loaded the hold (alone, in a
+    batch of the committer thread or of the event loop alike), and reads
+    nothing more: a hold out of reach is the same ``HoldNotFound`` as one
+    that does not exist, before its status is looked at.
+    """
     hold = book.holds.get(hold_id)
-    if hold is None:
+    if hold is None or not _placed_by(hold, placed_by):
         raise HoldNotFound(hold_id)
     return hold
+
+
+def _placed_by(hold: Hold, member_id: str | None) -> bool:
+    """Whether ``member_id`` placed the hold (None: anyone of the team may reach it)."""
+    return member_id is None or hold.actor.member_id == member_id
 
 
 def _drawn(book: TeamBook, amounts: dict[str, int]) -> tuple[Drawn, ...]:

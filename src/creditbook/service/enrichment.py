@@ -622,9 +622,14 @@ class EnrichmentService:
             raise IdempotencyConflict(key)
         return str(row.id)
 
-    def get_job(self, team_id: str, job_id: str) -> EnrichmentJob:
+    def get_job(self, team_id: str, job_id: str, *, started_by: str | None = None) -> EnrichmentJob:
+        """The job; with ``started_by``, only if that member started it, else ``JobNotFound``
+        exactly as for a job of another team (a member's reach: ``service.principals``)."""
         with self.book.uow() as uow:
-            return self._load_job(uow.conn, team_id, job_id)
+            job = self._load_job(uow.conn, team_id, job_id)
+        if started_by is not None and job.member_id != started_by:
+            raise JobNotFound(job_id)
+        return job
 
     def find_job(self, job_id: str) -> EnrichmentJob:
         """A job by id alone (ids are unique across teams): for the operator's CLI."""
@@ -637,13 +642,21 @@ class EnrichmentService:
             return self._load_job(uow.conn, str(team_id), job_id)
 
     def list_jobs(
-        self, team_id: str, *, status: str | None = None, limit: int = 50
+        self,
+        team_id: str,
+        *,
+        status: str | None = None,
+        limit: int = 50,
+        started_by: str | None = None,
     ) -> list[EnrichmentJob]:
+        """The latest jobs; with ``started_by``, that member's only."""
         j = enrichment_jobs
         with self.book.uow() as uow:
             query = select(j.c.id).where(j.c.team_id == team_id)
             if status is not None:
                 query = query.where(j.c.status == status)
+            if started_by is not None:
+                query = query.where(j.c.member_id == started_by)
             ids = [r.id for r in uow.conn.execute(query.order_by(j.c.id.desc()).limit(limit))]
             return [self._load_job(uow.conn, team_id, i) for i in ids]
 
@@ -1262,7 +1275,7 @@ class EnrichmentService:
                 hold = book.holds.get(w.hold_id)
                 if hold is None or not _usable(hold, now):
                     if hold is not None and hold.status is HoldStatus.ACTIVE:
-                        book.release(hold, expired=True, actor=SYSTEM)
+                        book.release(hold, expired=True)
                     # The hold ran out before we could settle: nothing was charged,
                     # so the item simply goes round again with a new attempt number.
                     rows.append(

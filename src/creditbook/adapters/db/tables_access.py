@@ -1,18 +1,22 @@
 """Tables of the HTTP API's access layer: API keys and team access status (issue 4).
 
 A key may carry a monthly cap on what is spent through it (migration 0010),
-beside its member's own cap. Keys are looked up team first: the presented key
-names its team and key id (``cbk.<team id>.<key id>.<secret>``), so the lookup
-is a primary-key read on ``(team_id, id)`` that a sharded PostgreSQL routes to
-one shard. Only the SHA-256 of the whole key is stored; the key itself is shown
-once.
+beside its member's own cap. Its ``kind`` (migration 0012) is ``personal``
+(it acts with its member's role) or ``service`` (the platform's own code:
+it spends, settles any hold and sees every job of its team, and is no admin).
+Keys are looked up team first: the presented key names its team and key id
+(``cbk.<team id>.<key id>.<secret>``), so the lookup is a primary-key read on
+``(team_id, id)`` that a sharded PostgreSQL routes to one shard. Only the
+SHA-256 of the whole key is stored; the key itself is shown once.
 """
 
 from __future__ import annotations
 
 from sqlalchemy import CheckConstraint, Column, PrimaryKeyConstraint, String, Table
 
-from creditbook.adapters.db.tables import Credits, UTCDateTime, metadata
+from creditbook.adapters.db.tables import Credits, UTCDateTime, metadata, one_of
+
+KEY_KINDS = ("personal", "service")
 
 api_keys = Table(
     "api_keys",
@@ -25,9 +29,11 @@ api_keys = Table(
     Column("created_at", UTCDateTime(), nullable=False),
     Column("revoked_at", UTCDateTime(), nullable=True),
     Column("monthly_cap", Credits, nullable=True),
+    Column("kind", String(16), nullable=False, server_default=KEY_KINDS[0]),
     PrimaryKeyConstraint("team_id", "id"),
     CheckConstraint("length(key_hash) = 64", name="hash_length"),
     CheckConstraint("monthly_cap is null or monthly_cap >= 0", name="cap_not_negative"),
+    CheckConstraint(one_of("kind", KEY_KINDS), name="kind"),
 )
 
 team_access = Table(

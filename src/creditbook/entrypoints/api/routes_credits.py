@@ -6,6 +6,11 @@ same body gives the same status and body with no second effect. The library
 hashes the parameters it receives, which are the parsed body (defaults
 filled in) and the calling key, so the same body always hashes the same.
 
+A member's key reads, captures and releases only the holds its member
+placed (any other answers 404, as a hold of another team); admins' and
+service keys settle any hold of the team. A capture or release is booked to
+the hold's owner whoever settles it (``Creditbook.capture``).
+
 Charges, holds, captures and releases are ``async``: they await the library's
 ``*_async`` calls, which with group commit on wait for their batch without
 holding a thread (see ``Creditbook.transact_async``). Reads stay plain
@@ -115,7 +120,8 @@ async def hold(body: HoldCreate, request: Request) -> HoldOut:
 
 @router.get("/v1/holds/{hold_id}", response_model=HoldState)
 def get_hold(hold_id: HoldId, svc: ServicesDep, me: MemberDep) -> HoldState:
-    h = svc.book.get_hold(me.team_id, hold_id)
+    """A hold and its state: a member reads only the holds it placed."""
+    h = svc.book.get_hold(me.team_id, hold_id, placed_by=me.confined_to)
     return HoldState(
         hold_id=h.id,
         feature=h.feature,
@@ -136,7 +142,11 @@ def get_hold(hold_id: HoldId, svc: ServicesDep, me: MemberDep) -> HoldState:
     **SPEND_ROUTE,
 )
 async def capture(hold_id: HoldId, request: Request, body: CaptureIn | None = None) -> ChargeOut:
-    """Charge what the held work cost (at most the held amount); the rest returns."""
+    """Charge what the held work cost (at most the held amount); the rest returns.
+
+    Booked to the hold's owner whoever settles it. A member's key captures only
+    the holds its member placed (any other: 404); admins and service keys, any.
+    """
     who = await spender(request)
     svc, me = who.svc, who.me
     body = body or CaptureIn()
@@ -147,6 +157,7 @@ async def capture(hold_id: HoldId, request: Request, body: CaptureIn | None = No
         quantity=body.quantity,
         call=_call(body.call),
         actor=actor_of(me),
+        placed_by=me.confined_to,
         idempotency_key=who.idempotency_key,
     )
     return ChargeOut.of(receipt)
@@ -158,10 +169,14 @@ async def capture(hold_id: HoldId, request: Request, body: CaptureIn | None = No
     **SPEND_ROUTE,
 )
 async def release(hold_id: HoldId, request: Request) -> ReleaseOut:
-    """Give back every credit the hold reserved."""
+    """Give back every credit the hold reserved (who may: as for a capture)."""
     who = await spender(request)
     svc, me = who.svc, who.me
     r = await svc.book.release_async(
-        me.team_id, hold_id, actor=actor_of(me), idempotency_key=who.idempotency_key
+        me.team_id,
+        hold_id,
+        actor=actor_of(me),
+        placed_by=me.confined_to,
+        idempotency_key=who.idempotency_key,
     )
     return ReleaseOut(hold_id=r.hold_id, released=r.released, status=r.status)

@@ -8,6 +8,10 @@ the first enrichment request, whichever comes first; starting, it marks jobs
 a dead process left ``running`` as ``paused`` (``interrupted``), runs the
 queued ones and polls for auto-resume. Charges of a job are attributed to
 the member whose key started it.
+
+A member's key lists, reads, resumes, cancels and downloads only the jobs its
+member started (``/api/enrich/{id}`` too): any other job answers 404, exactly
+as a job of another team. Admins' and service keys reach every job of the team.
 """
 
 from __future__ import annotations
@@ -24,7 +28,6 @@ from fastapi import APIRouter, Path, Query, Response, status
 from fastapi.responses import JSONResponse
 from pydantic import BaseModel, ConfigDict, Field
 
-from creditbook.domain.errors import Forbidden
 from creditbook.entrypoints.api.deps import (
     AdminDep,
     IdempotencyKey,
@@ -164,9 +167,9 @@ def _job(job: EnrichmentJob) -> dict[str, Any]:
     return {"job": job.to_dict()}
 
 
-def _may_steer(me: Principal, job: EnrichmentJob) -> None:
-    if not me.is_admin and job.member_id not in (None, me.member_id):
-        raise Forbidden("only the member who started this job or a team admin can change it")
+def _reachable(svc: ServicesDep, me: Principal, job_id: str) -> EnrichmentJob:
+    """The job, if the caller may see it (else 404, as for a job of another team)."""
+    return _service(svc).get_job(me.team_id, job_id, started_by=me.confined_to)
 
 
 def _service(svc: ServicesDep) -> EnrichmentService:
@@ -215,14 +218,17 @@ def list_jobs(
     status_filter: Annotated[str | None, Query(alias="status")] = None,
     limit: Annotated[int, Query(ge=1, le=200)] = 50,
 ) -> dict[str, Any]:
-    jobs = _service(svc).list_jobs(me.team_id, status=status_filter, limit=limit)
+    """The latest jobs: a member's own, or every job of the team for admins and service keys."""
+    jobs = _service(svc).list_jobs(
+        me.team_id, status=status_filter, limit=limit, started_by=me.confined_to
+    )
     return {"jobs": [j.to_dict() for j in jobs]}
 
 
 @router.get("/v1/enrichment-jobs/{job_id}")
 def get_job(job_id: JobId, svc: ServicesDep, me: MemberDep) -> dict[str, Any]:
     """Status, progress (processed / total, found, credits spent) and row errors."""
-    return _job(_service(svc).get_job(me.team_id, job_id))
+    return _job(_reachable(svc, me, job_id))
 
 
 @router.post("/v1/enrichment-jobs/{job_id}/resume", responses=problem_responses(409))
@@ -231,7 +237,7 @@ def resume_job(
 ) -> dict[str, Any]:
     """Resume a paused job where it stopped (optionally with a new credit limit)."""
     enrichment = _service(svc)
-    _may_steer(me, enrichment.get_job(me.team_id, job_id))
+    _reachable(svc, me, job_id)
     job = enrichment.resume(
         me.team_id, job_id, credit_limit=body.credit_limit if body is not None else None
     )
@@ -242,9 +248,8 @@ def resume_job(
 
 @router.post("/v1/enrichment-jobs/{job_id}/cancel", responses=problem_responses(409))
 def cancel_job(job_id: JobId, svc: ServicesDep, me: MemberDep) -> dict[str, Any]:
-    enrichment = _service(svc)
-    _may_steer(me, enrichment.get_job(me.team_id, job_id))
-    return _job(enrichment.cancel(me.team_id, job_id))
+    _reachable(svc, me, job_id)
+    return _job(_service(svc).cancel(me.team_id, job_id))
 
 
 @router.get(
@@ -254,6 +259,7 @@ def cancel_job(job_id: JobId, svc: ServicesDep, me: MemberDep) -> dict[str, Any]
 )
 def job_results(job_id: JobId, svc: ServicesDep, me: MemberDep) -> Response:
     """One row per lead: its fields, then each feature's status, value, credits and source."""
+    _reachable(svc, me, job_id)
     text = _service(svc).results_csv(me.team_id, job_id)
     return Response(
         text,
@@ -315,7 +321,7 @@ def enrich_one(
 def enrich_result(job_id: JobId, svc: ServicesDep, me: MemberDep) -> JSONResponse:
     """202 while the enrichment runs (or waits for credits), 200 with the data when done."""
     enrichment = _service(svc)
-    job = enrichment.get_job(me.team_id, job_id)
+    job = _reachable(svc, me, job_id)
     body: dict[str, Any] = {"id": job.id, "status": job.status}
     if not job.done:
         if job.pause_reason:

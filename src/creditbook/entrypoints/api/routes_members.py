@@ -98,11 +98,12 @@ def issue_key(
     """A new API key for a member (admin), shown once: rotate, then revoke the old one.
 
     ``monthly_cap`` caps what is spent through this key per month (beside the
-    member's own cap).
+    member's own cap). ``kind: "service"`` makes a key for the platform's code:
+    it spends, settles any hold and sees every job of the team, and is no admin.
     """
     body = body or ApiKeyCreate()
     key = svc.access.issue_key(
-        me.team_id, member_id, label=body.label, monthly_cap=body.monthly_cap
+        me.team_id, member_id, label=body.label, monthly_cap=body.monthly_cap, kind=body.kind
     )
     return ApiKeyCreated(
         key_id=key.key_id,
@@ -111,6 +112,7 @@ def issue_key(
         created_at=key.created_at,
         revoked_at=None,
         monthly_cap=body.monthly_cap,
+        kind=key.kind.value,
         api_key=key.api_key,
     )
 

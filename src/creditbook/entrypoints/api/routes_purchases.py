@@ -22,6 +22,7 @@ from typing import Annotated, Any
 from fastapi import APIRouter, Header, Path, Query, Request, Response, status
 from pydantic import BaseModel, ConfigDict, Field
 
+from creditbook.domain.errors import Forbidden
 from creditbook.entrypoints.api.deps import (
     AdminDep,
     IdempotencyKey,
@@ -183,6 +184,8 @@ def buy(
     ``manual`` completes at once; ``stripe`` answers ``pending`` and grants the
     credits when Stripe's signed webhook confirms the payment.
     """
+    if me.is_service:  # the library checks the role of the key's member, not the key
+        raise Forbidden("a service key spends and settles holds; buying needs a team admin's key")
     purchase = _purchases(svc).buy(
         me.team_id,
         credits=body.credits,

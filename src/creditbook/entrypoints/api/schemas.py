@@ -31,6 +31,7 @@ TimeZone = Annotated[
     str, StringConstraints(min_length=1, max_length=64, pattern=r"^[A-Za-z0-9_./+-]+$")
 ]
 RoleName = Literal["admin", "member"]
+KeyKindName = Literal["personal", "service"]
 
 
 def _instant(value: datetime) -> datetime:
@@ -190,6 +191,11 @@ class ApiKeyCreate(Strict):
     monthly_cap: int | None = Field(
         None, ge=0, le=MAX_CREDITS, description="credits spent through this key per month"
     )
+    kind: KeyKindName = Field(
+        "personal",
+        description="personal: acts with its member's role; service: the platform's code "
+        "(spends, settles any hold and sees every job of the team; never an admin)",
+    )
 
 
 class ApiKeyPatch(Strict):
@@ -205,6 +211,7 @@ class ApiKeyOut(BaseModel):
     created_at: datetime
     revoked_at: datetime | None
     monthly_cap: int | None = Field(description="credits spent through this key per month")
+    kind: KeyKindName
 
     @classmethod
     def of(cls, k: KeyInfo) -> ApiKeyOut:
@@ -215,6 +222,7 @@ class ApiKeyOut(BaseModel):
             created_at=k.created_at,
             revoked_at=k.revoked_at,
             monthly_cap=k.monthly_cap,
+            kind=k.kind.value,
         )
 
 

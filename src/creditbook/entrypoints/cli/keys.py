@@ -1,6 +1,6 @@
 """``creditbook key ...`` and ``creditbook member cap``: API keys and monthly caps, for operators.
 
-    creditbook key issue TEAM MEMBER_ID [--label crm] [--monthly-cap 500]
+    creditbook key issue TEAM MEMBER_ID [--label crm] [--monthly-cap 500] [--service]
     creditbook key list TEAM [--member MEMBER_ID]
     creditbook key cap TEAM KEY_ID 500        (or --none to remove the cap)
     creditbook key revoke TEAM KEY_ID
@@ -8,7 +8,9 @@
 
 A new key is printed once and never stored; only its hash is. A cap bounds
 what is spent per cap month (the team's billing period, else the calendar
-month in its time zone), active holds included.
+month in its time zone), active holds included. A service key (``--service``)
+is for the platform's own code: it spends, settles any hold and sees every
+enrichment job of its team, and reaches no admin endpoint.
 """
 
 from __future__ import annotations
@@ -20,7 +22,7 @@ from rich.table import Table
 
 from creditbook.domain.errors import InvalidInput
 from creditbook.entrypoints.cli.app import app, book, console, member_app
-from creditbook.service.access import AccessService, KeyInfo
+from creditbook.service.access import AccessService, KeyInfo, KeyKind
 
 key_app = typer.Typer(help="API keys and their monthly caps.", no_args_is_help=True)
 app.add_typer(key_app, name="key")
@@ -53,10 +55,22 @@ def issue(
     monthly_cap: Annotated[
         int | None, typer.Option("--monthly-cap", help="Credits spent through the key a month.")
     ] = None,
+    service: Annotated[
+        bool,
+        typer.Option(
+            "--service",
+            help="A service key, for the platform's code: spends and settles any hold of the "
+            "team, sees every job, is no admin.",
+        ),
+    ] = False,
 ) -> None:
     """A new API key for a member, printed once."""
-    key = _access().issue_key(team_id, member_id, label=label, monthly_cap=monthly_cap)
-    console.print(f"issued [bold]{key.key_id}[/] for {key.member_id}, {_cap_text(monthly_cap)}")
+    kind = KeyKind.SERVICE if service else KeyKind.PERSONAL
+    key = _access().issue_key(team_id, member_id, label=label, monthly_cap=monthly_cap, kind=kind)
+    console.print(
+        f"issued {kind.value} key [bold]{key.key_id}[/] for {key.member_id}, "
+        f"{_cap_text(monthly_cap)}"
+    )
     console.print(f"api key (shown once, store it now): {key.api_key}", soft_wrap=True)
 
 
@@ -68,13 +82,21 @@ def list_keys(
     """The team's API keys, their caps and what was spent through them this month."""
     access = _access()
     table = Table(
-        "key", "member", "label", "monthly cap", "spent this month", "revoked", title="API keys"
+        "key",
+        "member",
+        "kind",
+        "label",
+        "monthly cap",
+        "spent this month",
+        "revoked",
+        title="API keys",
     )
     for k in access.list_keys(team_id, member):
         spent = access.key_usage_this_month(team_id, k.key_id)
         table.add_row(
             k.key_id,
             k.member_id,
+            k.kind.value,
             k.label or "",
             "-" if k.monthly_cap is None else f"{k.monthly_cap:,}",
             f"{spent:,}",

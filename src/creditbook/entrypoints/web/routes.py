@@ -121,6 +121,18 @@ def signin(request: Request, form: FormDep) -> Response:
             },
             status=401,
         )
+    if principal.is_service:
+        return render(
+            request,
+            "signin.html",
+            {
+                "next": target,
+                "title": "Sign in",
+                "error": "That is a service key, for the platform's own code: it opens no "
+                "dashboard session. Sign in with your own API key.",
+            },
+            status=401,
+        )
     if principal.team_status != "active":
         raise Forbidden(f"team {principal.team_id} is suspended; the operator can reactivate it")
     session = session_of(request)

@@ -6,6 +6,10 @@ resumed here is handed to the API's background job worker of the same book
 thread; the service lets exactly one runner claim a job either way. The job
 page polls a small JSON status endpoint with a few lines of JavaScript; with
 scripts off, a ``<noscript>`` meta refresh reloads it instead.
+
+A member sees and steers only the jobs it started; any other job is "not
+found" (404) on every page and form, as a job that does not exist. Admins see
+every job of the team.
 """
 
 from __future__ import annotations
@@ -19,7 +23,7 @@ from fastapi import APIRouter, Depends, Request
 from starlette.datastructures import FormData, UploadFile
 from starlette.responses import JSONResponse, Response
 
-from creditbook.domain.errors import Forbidden, InvalidInput
+from creditbook.domain.errors import InvalidInput
 from creditbook.entrypoints.web.app import (
     PREFIX,
     WebUser,
@@ -79,11 +83,13 @@ def _run_in_background(service: Any, team_id: str, job_id: str) -> None:
     threading.Thread(target=work, name=f"dashboard-job-{job_id}", daemon=True).start()
 
 
+def _started_by(user: WebUser) -> str | None:
+    """The member whose jobs alone the user sees; None for an admin (every job)."""
+    return None if user.is_admin else user.member.id
+
+
 def _job_for(request: Request, user: WebUser, job_id: str) -> Any:
-    job = _service(request).get_job(user.team.id, job_id)
-    if not user.is_admin and job.member_id != user.member.id:
-        raise Forbidden("a member sees only the jobs they started; an admin sees every job")
-    return job
+    return _service(request).get_job(user.team.id, job_id, started_by=_started_by(user))
 
 
 def _status(job: Any) -> dict[str, Any]:
@@ -108,11 +114,7 @@ def jobs_page(request: Request, user: UserDep) -> Response:
     jobs: list[Any] = []
     features: list[Any] = []
     if service is not None:
-        jobs = [
-            j
-            for j in service.list_jobs(user.team.id, limit=50)
-            if user.is_admin or j.member_id == user.member.id
-        ]
+        jobs = service.list_jobs(user.team.id, limit=50, started_by=_started_by(user))
         catalog = dashboard_of(request).book.catalog
         features = [(k, catalog.feature(k), service.cost(k)) for k in service.job_features()]
     return render(
