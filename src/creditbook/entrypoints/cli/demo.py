@@ -134,8 +134,11 @@ def _serve_dashboard(host: str, port: int) -> None:
     from creditbook.config import Settings
     from creditbook.entrypoints.api import create_app
     from creditbook.entrypoints.api.logs import log_config
+    from creditbook.entrypoints.cli.serve import warn_if_weak_operator_key
     from creditbook.entrypoints.web.demo import seed_demo
 
+    settings = Settings().served_at(host, port)
+    warn_if_weak_operator_key(settings)
     url = State.database_url or default_database_url()
     console.rule("[bold]dashboard[/]: a demo team with 90 days of history")
     team = seed_demo(url)
@@ -148,7 +151,7 @@ def _serve_dashboard(host: str, port: int) -> None:
         soft_wrap=True,
     )
     uvicorn.run(
-        create_app(book(), Settings()),
+        create_app(book(), settings),
         host=host,
         port=port,
         log_config=log_config("WARNING"),
