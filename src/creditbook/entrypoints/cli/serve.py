@@ -41,6 +41,7 @@ def serve(
     from creditbook.entrypoints.api.logs import log_config
 
     settings = Settings().served_at(host, port)
+    settings.check_served()  # before the database is opened
     warn_if_weak_operator_key(settings)
     url = database_url or State.database_url or settings.database_url
     engine_book = open_book(url, catalog=State.catalog or settings.catalog)
