@@ -1,4 +1,4 @@
-"""Settings: what production refuses, the public URL, the hosts served, the operator key's strength."""
+"""Settings: what production refuses, the public URL, the hosts, the operator key's strength."""
 
 from __future__ import annotations
 
@@ -88,9 +88,7 @@ def test_cookies_are_secure_when_the_public_url_is_https_unless_told_otherwise()
 
 @pytest.mark.parametrize("env", ["test", "production"])
 @pytest.mark.parametrize("key", [None, "", "short-operator-key"])
-def test_serving_outside_development_needs_a_strong_operator_key(
-    env: str, key: str | None
-) -> None:
+def test_serving_outside_development_needs_a_strong_operator_key(env: str, key: str | None) -> None:
     values = {**PRODUCTION, "env": env}
     if env == "production":
         with pytest.raises(InvalidInput, match="OPERATOR_KEY"):
