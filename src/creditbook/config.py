@@ -1,17 +1,28 @@
 """Settings: one object read from ``CREDITBOOK_*`` environment variables.
 
 In production (``CREDITBOOK_ENV=production``) unsafe defaults are refused:
-SQLite, a missing operator key, the manual payment provider.
+SQLite, a missing operator key, the manual payment provider, a missing public
+URL. Serving the API outside ``development`` also needs a strong operator key
+(``check_served``).
 """
 
 from __future__ import annotations
 
 from pathlib import Path
+from urllib.parse import urlsplit
 
 from pydantic import field_validator, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from creditbook.domain.errors import InvalidInput
+
+MIN_SECRET_LENGTH = 32
+# What absolute URLs are made from when no public URL is set outside production:
+# the address `creditbook serve` listens on by default.
+DEFAULT_LOCAL_URL = "http://127.0.0.1:8000"
+# Host names a non-production server also answers for: the local machine, and
+# the name Starlette's TestClient sends.
+LOCAL_HOSTS = ("localhost", "127.0.0.1", "[::1]", "testserver")
 
 
 class Settings(BaseSettings):
@@ -47,6 +58,59 @@ class Settings(BaseSettings):
     enrichment_chunk_size: int = 500
     enrichment_dedupe_days: int = 30
 
+    # Safe to expose (issue 22). The public address (scheme://host[:port]) that
+    # every absolute URL the engine makes starts with: sign-in links never take
+    # their host from the request. Required in production; `creditbook serve`
+    # defaults it to its own address elsewhere. Requests for any other host are
+    # refused, except the comma-separated extra names of ``allowed_hosts``
+    # (``*.example.com`` patterns allowed). ``secure_cookies``: mark the
+    # dashboard's cookie ``Secure``; None: when the public URL is https.
+    public_url: str | None = None
+    allowed_hosts: str = ""
+    secure_cookies: bool | None = None
+
+    @field_validator("public_url")
+    @classmethod
+    def _public_url_is_an_origin(cls, value: str | None) -> str | None:
+        if value is None or not value.strip():
+            return None
+        raw = value.strip()
+        try:
+            parts = urlsplit(raw)
+            port = parts.port
+        except ValueError:
+            parts, port = None, None
+        if (
+            parts is None
+            or parts.scheme not in ("http", "https")
+            or not parts.hostname
+            or parts.username is not None
+            or parts.path not in ("", "/")
+            or parts.query
+            or parts.fragment
+        ):
+            raise InvalidInput(
+                f"CREDITBOOK_PUBLIC_URL must be the server's public origin, "
+                f"scheme://host[:port] with http or https and no path, such as "
+                f"https://credits.example.com; got {raw!r}",
+                field="public_url",
+            )
+        host = parts.hostname if ":" not in parts.hostname else f"[{parts.hostname}]"
+        return f"{parts.scheme}://{host}" + (f":{port}" if port is not None else "")
+
+    @field_validator("allowed_hosts")
+    @classmethod
+    def _host_patterns(cls, value: str) -> str:
+        for pattern in _host_list(value):
+            wildcard = pattern.startswith("*.") and "*" not in pattern[1:]
+            if pattern != "*" and "*" in pattern and not wildcard:
+                raise InvalidInput(
+                    f"CREDITBOOK_ALLOWED_HOSTS takes host names, '*.example.com' "
+                    f"patterns or '*' (any host); got {pattern!r}",
+                    field="allowed_hosts",
+                )
+        return value
+
     @field_validator("env")
     @classmethod
     def _known_env(cls, value: str) -> str:
@@ -61,12 +125,66 @@ class Settings(BaseSettings):
         problems = []
         if not self.database_url or self.database_url.startswith("sqlite"):
             problems.append("CREDITBOOK_DATABASE_URL must point at PostgreSQL")
-        if not self.operator_key or len(self.operator_key) < 32:
+        if self.weak_operator_key:
             problems.append("CREDITBOOK_OPERATOR_KEY must be set (32+ characters)")
         if self.payment_provider == "manual":
             problems.append("CREDITBOOK_PAYMENT_PROVIDER=manual grants credits without payment")
-        if not self.secret_key or len(self.secret_key) < 32:
+        if not self.secret_key or len(self.secret_key) < MIN_SECRET_LENGTH:
             problems.append("CREDITBOOK_SECRET_KEY must be set (32+ characters)")
+        if not self.public_url:
+            problems.append(
+                "CREDITBOOK_PUBLIC_URL must be set (the https://host users reach; "
+                "sign-in links are made from it)"
+            )
         if problems:
             raise InvalidInput("unsafe production settings: " + "; ".join(problems))
         return self
+
+    @property
+    def weak_operator_key(self) -> bool:
+        """No operator key, or one shorter than 32 characters."""
+        return not self.operator_key or len(self.operator_key) < MIN_SECRET_LENGTH
+
+    def check_served(self) -> None:
+        """Refuse to serve the API with a weak or missing operator key, except in development."""
+        if self.env != "development" and self.weak_operator_key:
+            raise InvalidInput(
+                f"CREDITBOOK_OPERATOR_KEY must be set (32+ characters) to serve the API "
+                f"with CREDITBOOK_ENV={self.env}; only CREDITBOOK_ENV=development serves "
+                "with a short or missing operator key",
+                field="operator_key",
+            )
+
+    def served_at(self, host: str, port: int) -> Settings:
+        """These settings with the public URL defaulted to ``http://host:port`` if unset."""
+        if self.public_url:
+            return self
+        if host in ("0.0.0.0", "", "::"):  # every interface: name the local one
+            host = "127.0.0.1"
+        shown = f"[{host}]" if ":" in host else host
+        return self.model_copy(update={"public_url": f"http://{shown}:{port}"})
+
+    @property
+    def origin(self) -> str:
+        """Where absolute URLs start: the public URL (a local default outside production)."""
+        return self.public_url or DEFAULT_LOCAL_URL
+
+    @property
+    def https(self) -> bool:
+        return self.origin.startswith("https://")
+
+    @property
+    def cookies_secure(self) -> bool:
+        return self.https if self.secure_cookies is None else self.secure_cookies
+
+    def host_names(self) -> list[str]:
+        """The Host header values (without port) the server answers for."""
+        public = urlsplit(self.origin).hostname or ""
+        # Starlette compares an IPv6 literal with its brackets.
+        named = f"[{public}]" if ":" in public else public
+        local = list(LOCAL_HOSTS) if self.env != "production" else []
+        return list(dict.fromkeys([named, *_host_list(self.allowed_hosts), *local]))
+
+
+def _host_list(value: str) -> list[str]:
+    return [h.strip().lower() for h in value.split(",") if h.strip()]

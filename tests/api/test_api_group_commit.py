@@ -28,7 +28,7 @@ async def _charge_at_once(
 ) -> list[httpx.Response]:
     """``count`` charges sent together, each with its own idempotency key."""
     transport = httpx.ASGITransport(app=app)
-    async with httpx.AsyncClient(transport=transport, base_url="http://test") as http:
+    async with httpx.AsyncClient(transport=transport, base_url="http://testserver") as http:
         return await asyncio.gather(
             *(
                 http.post(

@@ -254,7 +254,7 @@ def test_another_team_never_reaches_a_hold_and_the_operator_has_none(world: Worl
 
 async def _at_once(world: World, calls: list[tuple[str, dict[str, str]]]) -> list[httpx.Response]:
     transport = httpx.ASGITransport(app=world.client.app)
-    async with httpx.AsyncClient(transport=transport, base_url="http://test") as http:
+    async with httpx.AsyncClient(transport=transport, base_url="http://testserver") as http:
         return await asyncio.gather(
             *(http.post(path, json=FOUND, headers=who) for path, who in calls)
         )

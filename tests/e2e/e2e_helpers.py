@@ -52,29 +52,41 @@ def free_port() -> int:
         return port
 
 
-def start_server(database_url: str, log_path: Path) -> Server:
-    port = free_port()
+def serve_env(**settings: str) -> dict[str, str]:
+    """The environment of a served process: this one's, the e2e operator key, ``settings``."""
     env = {
         **os.environ,
         "PYTHONPATH": str(SRC) + os.pathsep + os.environ.get("PYTHONPATH", ""),
         "CREDITBOOK_OPERATOR_KEY": OPERATOR_KEY,
         "CREDITBOOK_RATE_LIMIT_REQUESTS": "1000",
+        **settings,
     }
     env.pop("CREDITBOOK_DATABASE_URL", None)
+    return env
+
+
+def serve_command(database_url: str, port: int) -> list[str]:
+    return [
+        sys.executable,
+        "-m",
+        "creditbook.entrypoints.cli",
+        "serve",
+        "--host",
+        "127.0.0.1",
+        "--port",
+        str(port),
+        "--database-url",
+        database_url,
+    ]
+
+
+def start_server(database_url: str, log_path: Path, **settings: str) -> Server:
+    """``creditbook serve`` on a free port; ``settings`` are extra ``CREDITBOOK_*`` variables."""
+    port = free_port()
+    env = serve_env(**settings)
     log = log_path.open("wb")
     process = subprocess.Popen(
-        [
-            sys.executable,
-            "-m",
-            "creditbook.entrypoints.cli",
-            "serve",
-            "--host",
-            "127.0.0.1",
-            "--port",
-            str(port),
-            "--database-url",
-            database_url,
-        ],
+        serve_command(database_url, port),
         env=env,
         stdout=log,
         stderr=subprocess.STDOUT,

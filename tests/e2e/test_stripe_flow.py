@@ -209,6 +209,24 @@ def test_a_forged_webhook_is_refused_by_the_served_api(served: Served) -> None:
     assert _available(served) == before
 
 
+def test_a_genuine_signature_timestamped_an_hour_ahead_is_refused_by_the_served_api(
+    served: Served,
+) -> None:
+    payload = (
+        b'{"id": "evt_ahead", "object": "event", "type": "payment_intent.succeeded", '
+        b'"data": {"object": {"id": "pi_ahead", "amount": 1000, "currency": "usd", '
+        b'"metadata": {"purchase_id": "pur_x", "team_id": "' + served.team_id.encode() + b'"}}}}'
+    )
+    ahead = sign_webhook_payload(payload, WEBHOOK_SECRET, timestamp=int(time.time()) + 3600)
+    r = httpx.post(
+        f"{served.base}/v1/webhooks/stripe",
+        content=payload,
+        headers={"Stripe-Signature": ahead, "Content-Type": "application/json"},
+    )
+    assert r.status_code == 400 and r.json()["code"] == "invalid_signature", r.text
+    assert "in the future" in r.json()["detail"]
+
+
 def test_a_refund_through_stripe_takes_back_only_the_unspent_credits(served: Served) -> None:
     r = httpx.post(
         f"{served.base}/v1/purchases",

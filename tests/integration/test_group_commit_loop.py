@@ -234,7 +234,7 @@ def test_the_api_batches_charges_on_its_event_loop(looped: creditbook.Creditbook
     looped.grant(key.team_id, 12, category="purchased", source="purchase")
     auth = {"Authorization": f"Bearer {key.api_key}"}
     body = {"feature": FEATURE, "outcome": OUTCOME}
-    app = create_app(looped, Settings(env="test", rate_limit_requests=1000))
+    app = create_app(looped, Settings(env="test", operator_key="o" * 32, rate_limit_requests=1000))
     with TestClient(app, raise_server_exceptions=False) as client:
         first = client.post("/v1/charges", json=body, headers=auth | {"Idempotency-Key": "x"})
         again = client.post("/v1/charges", json=body, headers=auth | {"Idempotency-Key": "x"})

@@ -50,7 +50,7 @@ def world(tmp_path: Path, clock: FrozenClock) -> Iterator[World]:
     book.grant(team.id, 1_000, reason="welcome")
     book.charge(team.id, "phone_finder", outcome="found", actor=Actor(member_id=member.id))
     book.charge(team.id, "email_finder", outcome="deliverable", actor=Actor(member_id=admin.id))
-    app = create_app(book, Settings(env="test", secret_key=SECRET))
+    app = create_app(book, Settings(env="test", secret_key=SECRET, operator_key=SECRET))
     yield World(
         book,
         access,

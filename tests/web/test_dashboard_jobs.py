@@ -64,7 +64,7 @@ def world(book: creditbook.Creditbook, monkeypatch: pytest.MonkeyPatch) -> Itera
     member, member_key = access.add_member(team.id, "m@x.io", "member")
     service = access.issue_key(team.id, admin.id, label="workers", kind="service")
     book.grant(team.id, 1_000, reason="welcome")
-    app = create_app(book, Settings(env="test", secret_key=SECRET))
+    app = create_app(book, Settings(env="test", secret_key=SECRET, operator_key=SECRET))
     try:
         yield World(
             book, enrichment_for(book), app, team.id, admin.id, member.id, admin_key.api_key,

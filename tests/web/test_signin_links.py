@@ -97,16 +97,21 @@ def test_signing_in_through_the_dashboard_with_a_link(
     app = FastAPI()
     app.mount(
         "/dashboard",
-        create_dashboard(book, access, Settings(env="test", secret_key="k" * 40), mailer=mailer),
+        create_dashboard(
+            book,
+            access,
+            Settings(env="test", secret_key="k" * 40, public_url="https://credits.example"),
+            mailer=mailer,
+        ),
     )
-    client = TestClient(app)
+    client = TestClient(app, base_url="https://testserver")  # Secure cookies: https only
     page = client.get("/dashboard/signin")
     csrf = re.search(r'name="csrf" value="([^"]+)"', page.text).group(1)  # type: ignore[union-attr]
     sent = client.post("/dashboard/signin/link", data={"csrf": csrf, "email": "sam@x.io"})
     assert "a sign-in link is on its way" in sent.text
     url = mailer.sent[0][2]
-    assert url.startswith("http://testserver/dashboard/signin/link?token=")
-    confirm = client.get(url.replace("http://testserver", ""))
+    assert url.startswith("https://credits.example/dashboard/signin/link?token=")
+    confirm = client.get(url.replace("https://credits.example", ""))
     assert confirm.status_code == 200 and "Continue" in confirm.text
     done = client.post("/dashboard/signin/link/redeem", data={"csrf": csrf, "token": token_of(url)})
     assert done.status_code == 200

@@ -10,7 +10,10 @@ API keys
     A key belongs to a member; revoking a key, or removing its member, stops
     it at once. A key is *personal* (it carries its member's role) or a
     *service* key (the platform's own code, never an admin):
-    ``service.principals`` says what each reaches.
+    ``service.principals`` says what each reaches. Removing a member,
+    changing their role and revoking a key also end the dashboard sessions
+    they opened, in the same transaction; then the ``on_change`` callbacks
+    run (the HTTP API's key cache empties itself).
 
 Monthly caps
     An admin may cap what one member spends per month, and what is spent
@@ -41,6 +44,7 @@ from zoneinfo import ZoneInfo
 
 from sqlalchemy import and_, delete, func, insert, select, update
 
+from creditbook.adapters.db.dashboard_sessions import end_sessions
 from creditbook.adapters.db.repository import SqlUnitOfWork, member_from_row
 from creditbook.adapters.db.tables import holds, idempotency_keys, ledger_entries, members, metadata
 from creditbook.adapters.db.tables_access import api_keys, team_access
@@ -179,6 +183,12 @@ class AccessService:
     def __init__(self, book: Creditbook) -> None:
         self.book = book
         self.period_resolvers: list[PeriodResolver] = [subscription_period_start]
+        # Run after a change of who a key acts for: revocation, removal, role, team status.
+        self.on_change: list[Callable[[], None]] = []
+
+    def _changed(self) -> None:
+        for callback in self.on_change:
+            callback()
 
     def install(self) -> AccessService:
         """Make this service's cap guard the book's one (``creditbook.open`` installs one).
@@ -231,6 +241,7 @@ class AccessService:
                     insert(team_access).values(team_id=team_id, status=status, updated_at=now)
                 )
             uow.commit()
+        self._changed()
         return status
 
     # ---- keys ------------------------------------------------------------------
@@ -334,9 +345,15 @@ class AccessService:
             return self._key(uow, team_id, key_id)
 
     def revoke_key(self, team_id: str, key_id: str) -> KeyInfo:
-        return self._update_key(
-            team_id, key_id, lambda key: {"revoked_at": key.revoked_at or self.book.clock.now()}
-        )
+        """Revoke the key; the dashboard sessions it opened end with it."""
+
+        def revoked(uow: SqlUnitOfWork, key: KeyInfo) -> dict[str, Any]:
+            end_sessions(uow.conn, team_id, key_id=key_id)
+            return {"revoked_at": key.revoked_at or self.book.clock.now()}
+
+        info = self._update_key(team_id, key_id, revoked)
+        self._changed()
+        return info
 
     def set_key_cap(self, team_id: str, key_id: str, monthly_cap: int | None) -> KeyInfo:
         """Cap what is spent through one key per month; ``None`` removes the cap.
@@ -346,7 +363,7 @@ class AccessService:
         """
         _check_cap(monthly_cap)
 
-        def capped(key: KeyInfo) -> dict[str, Any]:
+        def capped(uow: SqlUnitOfWork, key: KeyInfo) -> dict[str, Any]:
             if key.revoked_at is not None:
                 raise KeyRevoked(key_id)
             return {"monthly_cap": monthly_cap}
@@ -354,13 +371,16 @@ class AccessService:
         return self._update_key(team_id, key_id, capped)
 
     def _update_key(
-        self, team_id: str, key_id: str, change: Callable[[KeyInfo], dict[str, Any]]
+        self,
+        team_id: str,
+        key_id: str,
+        change: Callable[[SqlUnitOfWork, KeyInfo], dict[str, Any]],
     ) -> KeyInfo:
-        """Write ``change(key)``'s columns to the key, under the team's lock; the key after."""
+        """Write ``change(uow, key)``'s columns to the key, under the team's lock; the key after."""
         with self.book.uow() as uow:
             uow.lock_team(team_id)
             key = self._key(uow, team_id, key_id)
-            values = change(key)
+            values = change(uow, key)
             uow.conn.execute(
                 update(api_keys)
                 .where(api_keys.c.team_id == team_id, api_keys.c.id == key_id)
@@ -424,9 +444,15 @@ class AccessService:
                     .where(members.c.team_id == team_id, members.c.id == member_id)
                     .values(**values)
                 )
+            # A session carries the role it was opened with: a new role, a new sign-in.
+            role_changed = new_role is not None and new_role != member.role
+            if role_changed:
+                end_sessions(uow.conn, team_id, member_id=member_id)
             updated = uow.get_member(team_id, member_id)
             uow.commit()
         assert updated is not None
+        if role_changed:
+            self._changed()
         return updated
 
     def remove_member(self, team_id: str, member_id: str) -> Member:
@@ -453,10 +479,12 @@ class AccessService:
                 )
                 .values(revoked_at=now)
             )
+            end_sessions(uow.conn, team_id, member_id=member_id)
             row = uow.conn.execute(
                 select(members).where(members.c.team_id == team_id, members.c.id == member_id)
             ).one()
             uow.commit()
+        self._changed()
         return member_from_row(row)
 
     def _keep_an_admin(self, uow: SqlUnitOfWork, team_id: str, leaving: str) -> None:

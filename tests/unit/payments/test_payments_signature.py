@@ -153,6 +153,28 @@ def test_a_stale_signature_is_rejected_even_when_genuine(provider: StripePayment
         provider.verify_webhook(payload, stripe_header(payload, timestamp=old))
 
 
+@pytest.mark.parametrize("ahead", [301, 3600])
+def test_a_signature_timestamped_in_the_future_beyond_the_tolerance_is_rejected(
+    provider: StripePaymentProvider, ahead: int
+) -> None:
+    payload = event_body("payment_intent.succeeded", intent())
+    later = int(time.time()) + ahead
+
+    with pytest.raises(WebhookSignatureError, match="in the future"):
+        provider.verify_webhook(payload, stripe_header(payload, timestamp=later))
+
+
+def test_a_signature_a_little_ahead_of_our_clock_is_accepted(
+    provider: StripePaymentProvider,
+) -> None:
+    payload = event_body("payment_intent.succeeded", intent())
+    skewed = int(time.time()) + 60
+
+    event = provider.verify_webhook(payload, stripe_header(payload, timestamp=skewed))
+
+    assert event.type is PaymentEventType.SUCCEEDED
+
+
 def test_the_tolerance_is_configurable() -> None:
     lenient = StripePaymentProvider("sk_test_x", SECRET, tolerance_seconds=3600)
     payload = event_body("payment_intent.succeeded", intent())

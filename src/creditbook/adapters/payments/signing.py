@@ -36,7 +36,9 @@ def verify_webhook_signature(
     """Raise ``WebhookSignatureError`` unless ``payload`` was signed with ``secret`` recently.
 
     ``tolerance_seconds`` bounds the age of the signature's timestamp, which
-    is what defeats the replay of an old, genuinely signed body.
+    is what defeats the replay of an old, genuinely signed body, and how far
+    in the future it may be (clock skew): the SDK checks only the past, and a
+    body signed with a timestamp far ahead would stay replayable until then.
     """
     if tolerance_seconds <= 0:
         # The SDK skips the age check on a falsy tolerance; never allow that silently.
@@ -61,3 +63,19 @@ def verify_webhook_signature(
             f"{tolerance_seconds} s ago",
             tolerance_seconds=tolerance_seconds,
         ) from exc
+    # The SDK has checked that t= is a whole number; only how far ahead is left.
+    ahead = _timestamp(signature_header) - time.time()
+    if ahead > tolerance_seconds:
+        raise WebhookSignatureError(
+            f"webhook signature rejected: its timestamp is {int(ahead)} s in the future, "
+            f"beyond the tolerance of {tolerance_seconds} s; check the sender's clock",
+            tolerance_seconds=tolerance_seconds,
+        )
+
+
+def _timestamp(signature_header: str) -> int:
+    for item in signature_header.split(","):
+        name, _, value = item.strip().partition("=")
+        if name == "t":
+            return int(value)
+    raise WebhookSignatureError("the Stripe-Signature header has no timestamp (t=...)")

@@ -41,6 +41,7 @@ from creditbook.entrypoints.api import (
     routes_teams,
 )
 from creditbook.entrypoints.api.deps import Services
+from creditbook.entrypoints.api.edge import AllowedHosts, StrictTransport
 from creditbook.entrypoints.api.logs import install_request_id_factory, request_id_var
 from creditbook.entrypoints.api.problems import (
     Problem,
@@ -122,8 +123,13 @@ class RequestContext:
 
 
 def create_app(book: Creditbook, settings: Settings | None = None) -> FastAPI:
-    """The API over ``book``; installs the monthly-cap guard on it."""
+    """The API over ``book``; installs the monthly-cap guard on it.
+
+    Refuses (``InvalidInput``) to serve with a weak or missing operator key
+    outside development (``Settings.check_served``).
+    """
     settings = settings or Settings()
+    settings.check_served()
     install_request_id_factory()
     access = AccessService(book).install()
     app = FastAPI(
@@ -146,6 +152,9 @@ def create_app(book: Creditbook, settings: Settings | None = None) -> FastAPI:
             k.strip() for k in settings.rate_limit_exempt_keys.split(",") if k.strip()
         ),
     )
+    # A change of keys, members, roles or team status empties the key cache at
+    # once, whether the API or the dashboard (same AccessService) made it.
+    access.on_change.append(app.state.services.forget_keys)
     for router in ROUTERS:
         app.include_router(router)
     noop = settings.api_noop if settings.api_noop is not None else settings.env != "production"
@@ -158,6 +167,9 @@ def create_app(book: Creditbook, settings: Settings | None = None) -> FastAPI:
     app.add_exception_handler(RequestValidationError, validation_error_handler)
     app.add_exception_handler(StarletteHTTPException, http_error_handler)
     app.add_exception_handler(Exception, unexpected_error_handler)
+    # The last added runs first: request id, then HSTS, then the Host check.
+    app.add_middleware(AllowedHosts, settings=settings)
+    app.add_middleware(StrictTransport, settings=settings)
     app.add_middleware(RequestContext)
 
     def openapi() -> dict[str, Any]:

@@ -3,9 +3,10 @@
 ``Authorization: Bearer <key>`` is either the operator key from
 ``CREDITBOOK_OPERATOR_KEY`` (platform endpoints) or a team API key
 (``cbk.<team>.<key id>.<secret>``, see ``service.access``). Verified team
-keys are cached for a few seconds by their hash; a revocation made through
-this process empties the cache at once, others take effect within
-``KEY_CACHE_SECONDS``.
+keys are cached for a few seconds by their hash; a revocation, removal, role
+or team status change made through this process's ``AccessService`` (by the
+API or the dashboard) empties the cache at once (its ``on_change``), others
+take effect within ``KEY_CACHE_SECONDS``.
 
 The dependencies are ``async def``: FastAPI runs a plain ``def`` dependency on
 its thread pool, and at 32 concurrent charges the hops between the event loop

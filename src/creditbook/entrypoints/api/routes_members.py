@@ -69,7 +69,6 @@ def update_member(
         )
     else:
         member = svc.access.update_member(me.team_id, member_id, role=body.role)
-    svc.forget_keys()
     return MemberOut.of(member)
 
 
@@ -77,7 +76,6 @@ def update_member(
 def remove_member(member_id: MemberId, svc: ServicesDep, me: AdminDep) -> MemberOut:
     """Remove a member (admin): deactivated, every key revoked; their history stays."""
     member = svc.access.remove_member(me.team_id, member_id)
-    svc.forget_keys()
     return MemberOut.of(member)
 
 
@@ -140,5 +138,4 @@ def update_key(key_id: KeyId, body: ApiKeyPatch, svc: ServicesDep, me: AdminDep)
 def revoke_key(key_id: KeyId, svc: ServicesDep, me: AdminDep) -> ApiKeyOut:
     """Revoke an API key of the team (admin); it stops working at once."""
     info = svc.access.revoke_key(me.team_id, key_id)
-    svc.forget_keys()
     return ApiKeyOut.of(info)

@@ -116,7 +116,6 @@ def update_team(team_id: TeamId, body: TeamPatch, svc: ServicesDep, who: Operato
             _plans(svc.book).reactivate(team_id, actor=who.actor)
         if body.status in ("active", "suspended"):
             svc.access.set_team_status(team_id, body.status)
-            svc.forget_keys()
     return _team_out(svc, team_id)
 
 

@@ -16,6 +16,7 @@ from typing import Annotated
 
 import typer
 
+from creditbook.config import Settings
 from creditbook.domain.ledger import Actor
 from creditbook.domain.pricing import Call
 from creditbook.entrypoints.cli.app import (
@@ -37,9 +38,13 @@ def demo(
     port: Annotated[int, typer.Option(help="TCP port with --serve.")] = 8000,
 ) -> None:
     """Create a demo team, spend credits on each feature, print balance and ledger."""
+    settings = None
+    if serve:  # refused settings stop the demo before the tour, not after it
+        settings = Settings().served_at(host, port)
+        settings.check_served()
     _tour()
-    if serve:
-        _serve_dashboard(host, port)
+    if settings is not None:
+        _serve_dashboard(settings, host, port)
 
 
 def _tour() -> None:
@@ -126,20 +131,21 @@ def _enrichment_demo(team_id: str, member_id: str) -> None:
     describe(run_with_progress(svc, team_id, job.id))
 
 
-def _serve_dashboard(host: str, port: int) -> None:
+def _serve_dashboard(settings: Settings, host: str, port: int) -> None:
     """Seed the dashboard's demo team, print how to sign in, serve until Ctrl-C."""
     import uvicorn
 
     from creditbook.adapters.db.engine import default_database_url
-    from creditbook.config import Settings
     from creditbook.entrypoints.api import create_app
     from creditbook.entrypoints.api.logs import log_config
+    from creditbook.entrypoints.cli.serve import warn_if_weak_operator_key
     from creditbook.entrypoints.web.demo import seed_demo
 
+    warn_if_weak_operator_key(settings)
     url = State.database_url or default_database_url()
     console.rule("[bold]dashboard[/]: a demo team with 90 days of history")
     team = seed_demo(url)
-    base = f"http://{host}:{port}"
+    base = settings.origin
     console.print(
         f"Dashboard: [bold]{base}/dashboard/[/]   API docs: {base}/docs\n"
         f"  admin  {team.admin_email}: [bold]{team.admin_key}[/]\n"
@@ -148,7 +154,7 @@ def _serve_dashboard(host: str, port: int) -> None:
         soft_wrap=True,
     )
     uvicorn.run(
-        create_app(book(), Settings()),
+        create_app(book(), settings),
         host=host,
         port=port,
         log_config=log_config("WARNING"),

@@ -2,7 +2,9 @@
 
 The server logs JSON lines (with each request's id) to stderr. Settings come
 from ``CREDITBOOK_*`` variables (operator key, rate limits, ...);
-``--database-url`` overrides ``CREDITBOOK_DATABASE_URL``.
+``--database-url`` overrides ``CREDITBOOK_DATABASE_URL``. Without
+``CREDITBOOK_PUBLIC_URL`` (refused in production) the public URL is the
+address served, ``http://HOST:PORT``.
 """
 
 from __future__ import annotations
@@ -13,7 +15,7 @@ from typing import Annotated
 import typer
 
 from creditbook.config import Settings
-from creditbook.entrypoints.cli.app import State, app, book, console
+from creditbook.entrypoints.cli.app import State, app, book, console, err_console
 from creditbook.service.access import AccessService
 
 idempotency_app = typer.Typer(help="Idempotency keys.", no_args_is_help=True)
@@ -38,7 +40,9 @@ def serve(
     from creditbook.entrypoints.api import create_app
     from creditbook.entrypoints.api.logs import log_config
 
-    settings = Settings()
+    settings = Settings().served_at(host, port)
+    settings.check_served()  # before the database is opened
+    warn_if_weak_operator_key(settings)
     url = database_url or State.database_url or settings.database_url
     engine_book = open_book(url, catalog=State.catalog or settings.catalog)
     if settings.group_commit:
@@ -53,6 +57,15 @@ def serve(
         log_config=log_config(log_level.upper()),
         access_log=False,
     )
+
+
+def warn_if_weak_operator_key(settings: Settings) -> None:
+    """Development serves with a short operator key, but says so (elsewhere it is refused)."""
+    if settings.env == "development" and settings.operator_key and settings.weak_operator_key:
+        err_console.print(
+            "[yellow]warning[/]: CREDITBOOK_OPERATOR_KEY is shorter than 32 characters; "
+            "served only because CREDITBOOK_ENV=development (any other env refuses it)"
+        )
 
 
 @idempotency_app.command("purge")

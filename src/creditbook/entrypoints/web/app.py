@@ -7,10 +7,10 @@ calls the same library services as the API (``Creditbook``,
 process, so the same rules apply: a member is refused an admin action by
 the service and by the route, whatever the page shows.
 
-Sign-in takes a team API key (admin or member) once and keeps only its ids
-in a signed, HttpOnly, SameSite=Lax cookie (Secure over HTTPS); every POST
-carries the session's CSRF token in a hidden field, checked before anything
-else.
+Sign-in takes a team API key (admin or member) once and opens a server-side
+session (``session.py``) that a signed, HttpOnly, SameSite=Lax cookie names
+(Secure over HTTPS); every POST carries the session's CSRF token in a hidden
+field, checked before anything else.
 """
 
 from __future__ import annotations
@@ -32,7 +32,7 @@ from creditbook.config import Settings
 from creditbook.domain.errors import CreditbookError, Forbidden
 from creditbook.domain.ledger import Actor
 from creditbook.domain.team import Member, Team
-from creditbook.entrypoints.web.session import SessionCodec, WebSession
+from creditbook.entrypoints.web.session import DashboardSessions, SessionCodec, WebSession
 from creditbook.entrypoints.web.signin_links import ConsoleMailer, LinkMailer, SignInLinks
 from creditbook.service.access import AccessService
 from creditbook.service.credits import Creditbook
@@ -93,6 +93,7 @@ class Dashboard:
     access: AccessService
     settings: Settings
     codec: SessionCodec
+    sessions: DashboardSessions
     templates: Jinja2Templates
     links: SignInLinks | None = None
 
@@ -125,34 +126,54 @@ def session_of(request: Request) -> WebSession:
 
 
 def current_user(request: Request) -> WebUser | None:
-    """The signed-in user, or None (signing out a session whose key was revoked)."""
+    """The signed-in user, or None (signing out a session that ended or lost its access)."""
     cached: WebUser | None = getattr(request.state, "user", None)
     if cached is not None:
         return cached
     session = session_of(request)
-    if not session.signed_in:
+    if session.token is None:
         return None
     dash = dashboard_of(request)
-    assert session.team_id and session.member_id and session.key_id
-    try:
-        keys = dash.access.list_keys(session.team_id, session.member_id)
-        member = dash.access.get_member(session.team_id, session.member_id)
-        team = dash.book.get_team(session.team_id)
-        status = dash.access.team_status(session.team_id)
-    except CreditbookError:
+    found = dash.sessions.find(session.token)
+    if found is None:
         session.sign_out()
+        session.say("Your session has ended: sign in again.", "error")
+        return None
+    try:
+        keys = dash.access.list_keys(found.team_id, found.member_id)
+        member = dash.access.get_member(found.team_id, found.member_id)
+        team = dash.book.get_team(found.team_id)
+        status = dash.access.team_status(found.team_id)
+    except CreditbookError:
+        end_session(request)
         return None
     # A link session has no key; it lasts as long as the member and the team stay active.
-    live = session.key_id.startswith(LINK_SESSION_PREFIX) or any(
-        k.key_id == session.key_id and k.revoked_at is None for k in keys
+    live = found.key_id.startswith(LINK_SESSION_PREFIX) or any(
+        k.key_id == found.key_id and k.revoked_at is None for k in keys
     )
     if not live or not member.active or status != "active":
-        session.sign_out()
+        end_session(request)
         session.say("Your key was revoked or your team is suspended: sign in again.", "error")
         return None
-    user = WebUser(team, member, session.key_id)
+    user = WebUser(team, member, found.key_id)
     request.state.user = user
     return user
+
+
+def start_session(request: Request, team_id: str, member_id: str, key_id: str) -> None:
+    """Sign in: a new server-side session (a session signed in before ends first)."""
+    end_session(request)
+    session = session_of(request)
+    session.sign_in(dashboard_of(request).sessions.open(team_id, member_id, key_id))
+
+
+def end_session(request: Request) -> None:
+    """Sign out: the server-side session ends, and the cookie forgets it."""
+    session = session_of(request)
+    if session.token is not None:
+        dashboard_of(request).sessions.end(session.token)
+    session.sign_out()
+    request.state.user = None
 
 
 def signed_in(request: Request) -> WebUser:
@@ -254,6 +275,7 @@ def create_dashboard(
         access=access or AccessService(book).install(),
         settings=settings,
         codec=SessionCodec(settings),
+        sessions=DashboardSessions(book),
         templates=templates,
         links=SignInLinks(book, mailer) if mailer is not None else None,
     )

@@ -156,7 +156,7 @@ def main(argv: list[str] | None = None) -> int:
         "Paste a key on the sign-in page. Ctrl-C stops the server.\n",
         flush=True,
     )
-    app = create_app(creditbook.open(url), Settings())
+    app = create_app(creditbook.open(url), Settings().served_at(args.host, args.port))
     uvicorn.run(app, host=args.host, port=args.port, log_level="warning")
     return 0
 

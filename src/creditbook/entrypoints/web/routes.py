@@ -16,7 +16,7 @@ from datetime import datetime, time, timedelta
 from typing import Annotated, Any
 from zoneinfo import ZoneInfo
 
-from fastapi import APIRouter, Depends, Request
+from fastapi import APIRouter, BackgroundTasks, Depends, Request
 from starlette.datastructures import FormData
 from starlette.responses import Response, StreamingResponse
 
@@ -31,13 +31,16 @@ from creditbook.entrypoints.web.app import (
     checked_form,
     current_user,
     dashboard_of,
+    end_session,
     redirect,
     render,
     safe_next,
     session_of,
     signed_in,
+    start_session,
 )
 from creditbook.entrypoints.web.signin_links import ConsoleMailer
+from creditbook.service.credits import check_email
 from creditbook.service.usage import UsageReport, usage
 
 router = APIRouter()
@@ -135,19 +138,22 @@ def signin(request: Request, form: FormDep) -> Response:
         )
     if principal.team_status != "active":
         raise Forbidden(f"team {principal.team_id} is suspended; the operator can reactivate it")
-    session = session_of(request)
-    session.sign_in(principal.team_id, principal.member_id, principal.key_id)
+    start_session(request, principal.team_id, principal.member_id, principal.key_id)
     return redirect(target)
 
 
 @router.post("/signin/link")
-def send_signin_link(request: Request, form: FormDep) -> Response:
-    links = dashboard_of(request).links
+def send_signin_link(request: Request, form: FormDep, background: BackgroundTasks) -> Response:
+    dash = dashboard_of(request)
+    links = dash.links
     if links is None:
         raise InvalidInput("sign-in links are not available here; sign in with an API key")
-    email = _text(form, "email")
-    base = str(request.url.replace(path=f"{PREFIX}/signin/link", query=""))
-    links.send(email, base)
+    email = check_email(_text(form, "email"))
+    # The link's address comes from the settings, never from the request's Host.
+    base = f"{dash.settings.origin}{PREFIX}/signin/link"
+    # Looked up and mailed after the answer is sent: a known address and an
+    # unknown one get the same answer at the same speed.
+    background.add_task(links.deliver, email, base)
     console = isinstance(links.mailer, ConsoleMailer)
     where = " (in development: printed on the server's console)" if console else ""
     # The same answer whether or not the address is known: no member enumeration.
@@ -171,15 +177,14 @@ def redeem_signin_link(request: Request, form: FormDep) -> Response:
         raise InvalidInput("sign-in links are not available here; sign in with an API key")
     done = links.redeem(_text(form, "token"))
     assert done.link_id.startswith(LINK_SESSION_PREFIX)
-    session_of(request).sign_in(done.team_id, done.member_id, done.link_id)
+    start_session(request, done.team_id, done.member_id, done.link_id)
     return redirect(f"{PREFIX}/")
 
 
 @router.post("/signout")
 def signout(request: Request, form: FormDep) -> Response:
-    session = session_of(request)
-    session.sign_out()
-    session.say("You are signed out.")
+    end_session(request)
+    session_of(request).say("You are signed out.")
     return redirect(f"{PREFIX}/signin")
 
 

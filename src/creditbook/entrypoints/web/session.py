@@ -1,54 +1,67 @@
-"""Dashboard sessions: a signed cookie naming the signed-in key, and the CSRF token.
+"""Dashboard sessions: a signed cookie naming a server-side session, and the CSRF token.
 
-The cookie holds no secret of the user's: only the team, member and key ids
-(never the API key itself) and a random CSRF token, signed with the
-server's secret key so it cannot be forged. Every request re-reads the key and
-the member from the database, so revoking a key or removing a member signs
-their dashboard sessions out at once.
+The cookie (signed with the server's secret key, HttpOnly, SameSite=Lax)
+holds the CSRF token, the flash messages and, once signed in, the session's
+token ``{team}.{session id}.{secret}``. The session itself is a row of
+``dashboard_sessions`` (``DashboardSessions``) that stores only the secret's
+SHA-256, so the server can end it: signing out deletes it, and so do
+removing the member, changing their role and revoking the key that opened
+it (``AccessService``, in the same transaction as the change). A cookie saved
+before any of those signs nobody in. Every request also re-reads the key, the
+member and the team (``current_user`` in ``app.py``).
 """
 
 from __future__ import annotations
 
+import hashlib
 import hmac
 import secrets
 from dataclasses import dataclass, field
+from datetime import timedelta
 from typing import Any
 
 from itsdangerous import BadSignature, URLSafeTimedSerializer
 from starlette.requests import Request
 from starlette.responses import Response
 
+from creditbook.adapters.db.dashboard_sessions import (
+    SessionRow,
+    delete_session,
+    find_session,
+    insert_session,
+)
 from creditbook.config import Settings
+from creditbook.domain.ids import new_id
+from creditbook.service.credits import Creditbook
 
 COOKIE = "cb_session"
 MAX_AGE_SECONDS = 12 * 3600
+SESSION_TTL = timedelta(seconds=MAX_AGE_SECONDS)
 SALT = "creditbook.dashboard.session"
 
 
 @dataclass
 class WebSession:
-    """What the cookie says; ``dirty`` when it must be sent again."""
+    """What the cookie says; ``dirty`` when it must be sent again.
+
+    ``token`` names the server-side session the cookie claims; whether it
+    still signs anyone in is for ``DashboardSessions.find`` to say.
+    """
 
     csrf: str
-    team_id: str | None = None
-    member_id: str | None = None
-    key_id: str | None = None
+    token: str | None = None
     flash: list[tuple[str, str]] = field(default_factory=list)
     dirty: bool = False
 
-    @property
-    def signed_in(self) -> bool:
-        return bool(self.team_id and self.member_id and self.key_id)
-
-    def sign_in(self, team_id: str, member_id: str, key_id: str) -> None:
+    def sign_in(self, token: str) -> None:
         # A new CSRF token on sign-in: a token planted before sign-in is useless after.
         self.csrf = secrets.token_urlsafe(32)
-        self.team_id, self.member_id, self.key_id = team_id, member_id, key_id
+        self.token = token
         self.dirty = True
 
     def sign_out(self) -> None:
         self.csrf = secrets.token_urlsafe(32)
-        self.team_id = self.member_id = self.key_id = None
+        self.token = None
         self.dirty = True
 
     def say(self, message: str, level: str = "info") -> None:
@@ -65,13 +78,7 @@ class WebSession:
         return bool(token) and hmac.compare_digest(str(token).encode(), self.csrf.encode())
 
     def to_dict(self) -> dict[str, Any]:
-        return {
-            "c": self.csrf,
-            "t": self.team_id,
-            "m": self.member_id,
-            "k": self.key_id,
-            "f": [list(f) for f in self.flash],
-        }
+        return {"c": self.csrf, "s": self.token, "f": [list(f) for f in self.flash]}
 
 
 class SessionCodec:
@@ -81,6 +88,7 @@ class SessionCodec:
         # Development without a configured key: a per-process key (sessions end on restart).
         secret = settings.secret_key or secrets.token_urlsafe(48)
         self.serializer = URLSafeTimedSerializer(secret, salt=SALT)
+        self.always_secure = settings.cookies_secure
 
     def load(self, request: Request) -> WebSession:
         raw = request.cookies.get(COOKIE)
@@ -95,7 +103,8 @@ class SessionCodec:
                     for f in data.get("f") or []
                     if isinstance(f, list) and len(f) == 2
                 ]
-                return WebSession(data["c"], data.get("t"), data.get("m"), data.get("k"), flash)
+                token = data.get("s")
+                return WebSession(data["c"], token if isinstance(token, str) else None, flash)
         return WebSession(secrets.token_urlsafe(32), dirty=True)
 
     def store(self, request: Request, response: Response, session: WebSession) -> None:
@@ -106,5 +115,59 @@ class SessionCodec:
             path="/",
             httponly=True,
             samesite="lax",
-            secure=request.url.scheme == "https",
+            secure=self.always_secure or request.url.scheme == "https",
         )
+
+
+def _hash(secret: str) -> str:
+    return hashlib.sha256(secret.encode()).hexdigest()
+
+
+def _parts(token: str) -> tuple[str, str, str] | None:
+    parts = token.split(".")
+    if len(parts) != 3 or not all(parts) or max(len(p) for p in parts[:2]) > 40:
+        return None
+    return parts[0], parts[1], parts[2]
+
+
+class DashboardSessions:
+    """Opens, finds and ends the server-side sessions, over the book's database."""
+
+    def __init__(self, book: Creditbook) -> None:
+        self.book = book
+
+    def open(self, team_id: str, member_id: str, key_id: str) -> str:
+        """A new session for the member, opened with ``key_id``; its token, for the cookie."""
+        session_id = new_id("ses")
+        secret = secrets.token_urlsafe(32)
+        now = self.book.clock.now()
+        row = SessionRow(team_id, session_id, member_id, key_id, _hash(secret), now + SESSION_TTL)
+        with self.book.uow() as uow:
+            insert_session(uow.conn, row, now)
+            uow.commit()
+        return f"{team_id}.{session_id}.{secret}"
+
+    def find(self, token: str) -> SessionRow | None:
+        """The live session the token names; None if unknown, ended or expired."""
+        parts = _parts(token)
+        if parts is None:
+            return None
+        team_id, session_id, secret = parts
+        with self.book.uow() as uow:
+            row = find_session(uow.conn, team_id, session_id)
+        if (
+            row is None
+            or not hmac.compare_digest(row.token_hash, _hash(secret))
+            or row.expires_at <= self.book.clock.now()
+        ):
+            return None
+        return row
+
+    def end(self, token: str) -> None:
+        """End the session the token names (sign-out); nothing if it has ended already."""
+        row = self.find(token)
+        if row is None:
+            return
+        with self.book.uow() as uow:
+            delete_session(uow.conn, row.team_id, row.id)
+            uow.commit()

@@ -2,7 +2,9 @@
 
 Asking for a link with an email address sends one link per active membership
 of that address (the same address may belong to several teams); the answer
-never says whether the address is known. A link is ``{team}.{link id}.{secret}``:
+never says whether the address is known, and the dashboard looks the address
+up and mails after answering (``deliver``), so the answer takes as long for
+an unknown address as for a known one. A link is ``{team}.{link id}.{secret}``:
 only the secret's SHA-256 is stored, it works once and for ``LINK_TTL``. The
 link opens a confirmation page whose button signs in, so a mail scanner that
 follows links cannot use it up.
@@ -16,6 +18,7 @@ from __future__ import annotations
 
 import hashlib
 import hmac
+import logging
 import secrets
 import sys
 from dataclasses import dataclass, field
@@ -32,6 +35,7 @@ from creditbook.service.credits import Creditbook, check_email
 
 LINK_TTL = timedelta(minutes=15)
 MAX_LINKS = 5  # teams an address gets links for at once
+log = logging.getLogger("creditbook.web")
 
 
 class InvalidSignInLink(InvalidInput):
@@ -123,6 +127,13 @@ class SignInLinks:
             self.mailer.send_signin_link(address, team_name, f"{link_base}?token={token}")
             sent += 1
         return sent
+
+    def deliver(self, email: str, link_base: str) -> None:
+        """``send``, run after the answer went out: a failure is logged, never raised."""
+        try:
+            self.send(email, link_base)
+        except Exception:
+            log.exception("a sign-in link could not be sent")
 
     def redeem(self, token: str) -> Redeemed:
         """Use a link up; refuses an unknown, used or expired one."""
