@@ -70,6 +70,7 @@ class Op:
     status: int | None = None
     answer: dict[str, Any] = field(default_factory=dict)
     unanswered: int = 0  # attempts that got no answer (the server was down or died)
+    first_unanswered_at: float | None = None  # time.time() when the first one failed
     server_errors: list[int] = field(default_factory=list)
 
     @property
@@ -98,6 +99,7 @@ def send(client: httpx.Client, op: Op) -> None:
             answer = client.post(op.path, json=op.body, headers=headers)
         except httpx.TransportError:
             op.unanswered += 1
+            op.first_unanswered_at = op.first_unanswered_at or time.time()
         else:
             if answer.status_code < 500 and answer.status_code != 429:
                 op.status, op.answer = answer.status_code, answer.json()
@@ -334,6 +336,12 @@ def test_kill_9_under_load_loses_nothing_acknowledged_and_doubles_nothing(
             lost.append(op.key)
     answered_keys = {(o.team, o.key) for o in acknowledged}
     phantoms = sorted(k for k in by_key if k not in answered_keys)
+    # Caught by a crash after its transaction committed: answered by the stored receipt.
+    answered_by_replay = 0
+    for o in acknowledged:
+        entry = entry_of.get((o.team, o.key))
+        if o.first_unanswered_at and entry and entry.created_at.timestamp() < o.first_unanswered_at:
+            answered_by_replay += 1
     refused = [o for o in ops if not o.acknowledged]
     refusal_codes = Counter(o.answer.get("code") for o in refused)
     internal_errors = sum(o.server_errors.count(500) for o in ops)
@@ -376,6 +384,7 @@ def test_kill_9_under_load_loses_nothing_acknowledged_and_doubles_nothing(
         "acknowledged_by_kind": dict(Counter(o.kind for o in acknowledged)),
         "refused_insufficient_credits": len(refused),
         "caught_by_a_crash": sum(1 for o in ops if o.unanswered),
+        "committed_before_the_crash_then_replayed": answered_by_replay,
         "replayed_identical": run["replayed"],
         "lost": len(lost),
         "doubled": len(doubled),
