@@ -11,7 +11,7 @@ from __future__ import annotations
 from pathlib import Path
 from urllib.parse import urlsplit
 
-from pydantic import field_validator, model_validator
+from pydantic import Field, field_validator, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from creditbook.domain.errors import InvalidInput
@@ -57,6 +57,11 @@ class Settings(BaseSettings):
     enrichment_concurrency: int = 32
     enrichment_chunk_size: int = 500
     enrichment_dedupe_days: int = 30
+    # Enrichment job leases (docs/reliability.md): a running job belongs to its
+    # runner while the runner's heartbeat is younger than this; after it, the
+    # server's periodic check pauses the job (reason ``interrupted``) and a
+    # resume takes it over. Runners renew every third of it.
+    job_orphan_seconds: int = Field(default=60, ge=1, le=86_400)
 
     # Safe to expose (issue 22). The public address (scheme://host[:port]) that
     # every absolute URL the engine makes starts with: sign-in links never take

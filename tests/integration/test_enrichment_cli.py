@@ -5,12 +5,15 @@ from __future__ import annotations
 import csv
 import io
 import re
+import time
 from collections.abc import Callable
 from pathlib import Path
 
 import pytest
 
+import creditbook
 from creditbook.entrypoints.cli.app import main
+from creditbook.service.enrichment import EnrichmentService
 
 Cli = Callable[..., tuple[int, str, str]]
 
@@ -77,3 +80,26 @@ def test_demo_ends_with_a_200_lead_sandbox_job(cli: Cli) -> None:
     assert code == 0
     assert "400/400 processed" in out
     assert "audit: clean" in out
+
+
+def test_jobs_recover_pauses_a_job_whose_process_died_once_its_lease_ran_out(
+    cli: Cli, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("CREDITBOOK_JOB_ORPHAN_SECONDS", "1")
+    book = creditbook.open(f"sqlite:///{tmp_path / 'cli.db'}")
+    team = book.create_team("Orphans").id
+    book.grant(team, 100)
+    svc = EnrichmentService(book)
+    job = svc.create_job(team, [{"first_name": "Ada", "last_name": "L", "company_domain": "a.io"}],
+                         ["email_finder"])  # fmt: skip
+    svc._claim(team, job.id, "run_dead")  # a runner that then died
+
+    early = cli("jobs", "recover")
+    time.sleep(1.1)
+    late = cli("jobs", "recover")
+
+    assert early[:2] == (0, "0 orphaned job(s) paused\n")
+    assert late[0] == 0 and job.id in late[1] and "1 orphaned job(s) paused" in late[1]
+    assert "paused (interrupted)" in cli("jobs", "status", job.id)[1]
+    assert book.engine is not None
+    book.engine.dispose()

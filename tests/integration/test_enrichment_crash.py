@@ -56,15 +56,13 @@ def _counts(book: creditbook.Creditbook, team_id: str, job_id: str) -> Counter[s
         return Counter({str(state): int(n) for state, n in rows})
 
 
-def test_kill_9_mid_job_then_resume_charges_each_item_once_and_audits_clean(
-    crash_db: str,
-) -> None:
+def _kill_mid_job(crash_db: str) -> tuple[creditbook.Creditbook, str, str, list[dict[str, str]]]:
+    """A job run by a subprocess, SIGKILLed while items are held: (book, team, job, leads)."""
     book = creditbook.open(crash_db)
     team = book.create_team("Crashers")
     book.grant(team.id, 1_000_000, category="purchased", source="purchase")
     leads = sample_leads(LEADS)
-    svc = EnrichmentService(book, options=EnrichmentOptions(stale_after=timedelta(0)))
-    job = svc.create_job(team.id, leads, FEATURES)
+    job = EnrichmentService(book).create_job(team.id, leads, FEATURES)
 
     runner = subprocess.Popen(
         [sys.executable, str(HERE / "enrich_crash_runner.py"), crash_db, team.id, job.id],
@@ -84,26 +82,27 @@ def test_kill_9_mid_job_then_resume_charges_each_item_once_and_audits_clean(
     finally:
         runner.wait(10)
     assert runner.returncode == -signal.SIGKILL
-    at_kill = _counts(book, team.id, job.id)
-    assert at_kill["pending"] > 0
-    assert svc.get_job(team.id, job.id).status == "running"  # it died, nobody said so
+    assert _counts(book, team.id, job.id)["pending"] > 0
+    return book, team.id, job.id, leads
 
-    svc.resume(team.id, job.id)
-    done = svc.run_sync(team.id, job.id)
 
+def _assert_each_item_charged_once(
+    book: creditbook.Creditbook, team_id: str, job_id: str, leads: list[dict[str, str]]
+) -> None:
+    done = EnrichmentService(book).get_job(team_id, job_id)
     assert done.status == "completed"
-    assert _counts(book, team.id, job.id) == Counter({"done": LEADS * len(FEATURES)})
+    assert _counts(book, team_id, job_id) == Counter({"done": LEADS * len(FEATURES)})
     assert book.engine is not None
     with book.engine.connect() as conn:
         entries = list(
             conn.execute(
                 select(ledger_entries).where(
-                    ledger_entries.c.team_id == team.id, ledger_entries.c.job_id == job.id
+                    ledger_entries.c.team_id == team_id, ledger_entries.c.job_id == job_id
                 )
             )
         )
         still_active = conn.execute(
-            select(func.count()).where(holds.c.team_id == team.id, holds.c.status == "active")
+            select(func.count()).where(holds.c.team_id == team_id, holds.c.status == "active")
         ).scalar_one()
     assert still_active == 0
     captures = Counter(
@@ -119,15 +118,60 @@ def test_kill_9_mid_job_then_resume_charges_each_item_once_and_audits_clean(
                 expected += book.catalog.feature(feature).cost
     assert done.credits_spent == expected == sum(e.credits for e in entries if e.kind == "capture")
     assert len(captures) == done.found
-    assert book.balance(team.id).available == 1_000_000 - expected
-    audit = subprocess.run(
-        [sys.executable, "-m", "creditbook.entrypoints.cli", "--database-url", crash_db, "audit"],
-        env=_env(),
-        capture_output=True,
-        text=True,
-        timeout=60,
-    )
+    assert book.balance(team_id).available == 1_000_000 - expected
+    audit = _cli(book_url(book), "audit")
     assert audit.returncode == 0, audit.stderr
     assert "audit clean" in audit.stdout
     if book.engine is not None:
         book.engine.dispose()
+
+
+def book_url(book: creditbook.Creditbook) -> str:
+    assert book.engine is not None
+    return book.engine.url.render_as_string(hide_password=False)
+
+
+def _cli(
+    url: str, *args: str, env: dict[str, str] | None = None
+) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [sys.executable, "-m", "creditbook.entrypoints.cli", "--database-url", url, *args],
+        env={**_env(), **(env or {})},
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+
+
+def test_kill_9_mid_job_then_resume_charges_each_item_once_and_audits_clean(
+    crash_db: str,
+) -> None:
+    book, team_id, job_id, leads = _kill_mid_job(crash_db)
+    svc = EnrichmentService(book, options=EnrichmentOptions(stale_after=timedelta(0)))
+    assert svc.get_job(team_id, job_id).status == "running"  # it died, nobody said so
+
+    svc.resume(team_id, job_id)
+    svc.run_sync(team_id, job_id)
+
+    _assert_each_item_charged_once(book, team_id, job_id, leads)
+
+
+def test_jobs_resume_right_after_a_kill_says_how_long_to_wait_then_takes_the_job_over(
+    tmp_path: Path,
+) -> None:
+    # The CLI's side of the lease; the lease itself is proven on both databases in
+    # test_job_leases.py and, through a killed server, in tests/e2e/test_job_recovery.py.
+    book, team_id, job_id, leads = _kill_mid_job(f"sqlite:///{tmp_path / 'cli.db'}")
+    url = book_url(book)
+
+    early = _cli(url, "jobs", "resume", job_id, env={"CREDITBOOK_JOB_ORPHAN_SECONDS": "600"})
+
+    assert early.returncode == 5, early.stdout + early.stderr
+    message = " ".join(early.stderr.split())
+    assert "job_still_owned" in message and "can be taken over in" in message, message
+    assert EnrichmentService(book).get_job(team_id, job_id).status == "running"
+    time.sleep(1.1)  # a lease of 1 s has run out since the runner's last heartbeat
+    late = _cli(url, "jobs", "resume", job_id, env={"CREDITBOOK_JOB_ORPHAN_SECONDS": "1"})
+    assert late.returncode == 0, late.stdout + late.stderr
+    assert "completed" in late.stdout
+    _assert_each_item_charged_once(book, team_id, job_id, leads)

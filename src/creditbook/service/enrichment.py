@@ -44,12 +44,13 @@ from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from fractions import Fraction
 from pathlib import Path
-from typing import Any, ClassVar
+from typing import Any
 from weakref import WeakKeyDictionary
 
 from sqlalchemy import Connection, and_, bindparam, func, insert, select, update
 from sqlalchemy.dialects import postgresql, sqlite
 
+from creditbook.adapters.db import job_leases as leases
 from creditbook.adapters.db.repository import SqlUnitOfWork
 from creditbook.adapters.db.tables_enrichment import (
     enrichment_items,
@@ -65,7 +66,6 @@ from creditbook.adapters.providers.registry import ProviderRegistry
 from creditbook.domain.book import TeamBook
 from creditbook.domain.errors import (
     CapExceeded,
-    Conflict,
     CreditbookError,
     IdempotencyConflict,
     InsufficientCredits,
@@ -79,6 +79,13 @@ from creditbook.domain.ids import new_id
 from creditbook.domain.ledger import SYSTEM, Actor
 from creditbook.domain.pricing import max_quote
 from creditbook.service.credits import Creditbook, request_hash
+from creditbook.service.job_leases import (
+    JobStateConflict,
+    JobStillOwned,
+    keep_lease,
+    renew_every,
+    still_owned,
+)
 from creditbook.service.leads import LEAD_FIELDS
 from creditbook.service.notifications import AlertKind, NotificationService
 
@@ -105,13 +112,6 @@ class JobNotFound(NotFound):
         super().__init__(f"no enrichment job {job_id!r} in this team", resource="job", id=job_id)
 
 
-class JobStateConflict(Conflict):
-    """The job is not in a state that allows what was asked (resume a completed job...)."""
-
-    code: ClassVar[str] = "job_state_conflict"
-    title: ClassVar[str] = "Enrichment job state does not allow this"
-
-
 @dataclass(frozen=True, slots=True)
 class EnrichmentOptions:
     """How jobs run; the defaults suit a laptop and the sandbox."""
@@ -120,7 +120,7 @@ class EnrichmentOptions:
     chunk_size: int = 500  # items reserved and settled per transaction
     hold_ttl_seconds: int = 3600  # a crashed job's holds return by themselves after this
     dedupe_window: timedelta = timedelta(days=30)
-    stale_after: timedelta = timedelta(seconds=120)  # a running job without heartbeat is dead
+    stale_after: timedelta = timedelta(seconds=60)  # a runner's lease (service/job_leases.py)
     max_leads: int = 200_000
     auto_resume_poll_seconds: float = 5.0
 
@@ -709,8 +709,9 @@ class EnrichmentService:
     ) -> EnrichmentJob:
         """Put a paused (or crashed) job back in the queue; the caller or worker runs it.
 
-        Raising ``credit_limit`` is how a job paused by its limit goes on. A job
-        that is queued, or running with a live heartbeat, is left as it is.
+        Raising ``credit_limit`` is how a job paused by its limit goes on. A queued
+        job is left as it is; a running one is taken over once its runner's lease
+        has run out, and refused with ``JobStillOwned`` (how long to wait) before.
         """
         _check_limit(credit_limit)
         now = self.book.clock.now()
@@ -726,15 +727,17 @@ class EnrichmentService:
             values: dict[str, Any] = {"updated_at": now}
             if credit_limit is not None:
                 values["credit_limit"] = credit_limit
-            if row.status == "paused" or (row.status == "running" and self._stale(row, now)):
-                values.update(
-                    status="queued",
-                    pause_reason=None,
-                    credits_needed=None,
-                    runner=None,
-                    estimate_only=False,
-                )
-            self._update_job(uow.conn, team_id, job_id, values)
+            requeue = {"status": "queued", "pause_reason": None, "credits_needed": None,
+                       "runner": None, "estimate_only": False}  # fmt: skip
+            if row.status == "running":
+                cutoff = now - self.options.stale_after
+                if not leases.end_expired_lease(
+                    uow.conn, team_id, job_id, expired_before=cutoff, values=values | requeue
+                ):
+                    raise self._refusal(uow.conn, team_id, job_id, now)
+            else:
+                changes = values | requeue if row.status == "paused" else values
+                self._update_job(uow.conn, team_id, job_id, changes)
             uow.commit()
         return self.get_job(team_id, job_id)
 
@@ -793,36 +796,30 @@ class EnrichmentService:
         return self.get_job(team_id, job_id)
 
     def recover_interrupted(self, *, stale_after: timedelta | None = None) -> list[str]:
-        """Mark jobs left ``running`` by a dead process ``paused`` (reason ``interrupted``).
+        """Pause (reason ``interrupted``, with the ``job_paused`` alert) every running job
+        whose runner's lease has run out; returns their ids.
 
-        Called when a worker starts. They are not resumed by themselves (see the
-        decision record): resuming is one call, and their held items are
-        reconciled then.
+        The server's job worker calls this when it starts and on every poll; a
+        scheduler may call it too (``creditbook jobs recover``). The jobs are not
+        resumed by themselves (see the decision record): resuming is one call,
+        and their held items are reconciled then.
         """
-        stale = self.options.stale_after if stale_after is None else stale_after
         now = self.book.clock.now()
-        j = enrichment_jobs
+        cutoff = now - (self.options.stale_after if stale_after is None else stale_after)
         with self.book.uow() as uow:
-            rows = uow.conn.execute(
-                select(j.c.team_id, j.c.id).where(
-                    j.c.status == "running",
-                    (j.c.heartbeat_at.is_(None)) | (j.c.heartbeat_at <= now - stale),
-                )
-            ).all()
+            orphans = leases.orphaned_jobs(uow.conn, expired_before=cutoff)
+        paused = {"status": "paused", "pause_reason": INTERRUPTED, "credits_needed": None,
+                  "updated_at": now}  # fmt: skip
         recovered = []
-        for team_id, job_id in rows:
+        for team_id, job_id in orphans:
             with self.book.uow() as uow:
                 uow.lock_team(team_id)
                 row = self._job_row(uow.conn, team_id, job_id)
-                if row.status != "running" or not self._stale(row, now, stale):
-                    continue
-                self._update_job(
-                    uow.conn,
-                    team_id,
-                    job_id,
-                    {"status": "paused", "pause_reason": INTERRUPTED, "runner": None,
-                     "updated_at": now},
-                )  # fmt: skip
+                if not leases.end_expired_lease(
+                    uow.conn, team_id, job_id, expired_before=cutoff, values=paused
+                ):
+                    continue  # its runner renewed, or someone took it over meanwhile
+                self._alert_paused(uow, row, INTERRUPTED, None)
                 uow.commit()
             recovered.append(job_id)
         return recovered
@@ -947,6 +944,12 @@ class EnrichmentService:
         job = await asyncio.to_thread(self._claim, team_id, job_id, token)
         registry = self.providers[job.provider or "default"]()
         chunk = self.options.chunk_size
+        keeper = asyncio.ensure_future(
+            keep_lease(
+                lambda: self._renew_lease(team_id, job_id, token),
+                renew_every(self.options.stale_after),
+            )
+        )
         try:
             await self._reconcile(team_id, job_id, token, registry, progress)
             size = chunk
@@ -984,6 +987,7 @@ class EnrichmentService:
                 )
             raise
         finally:
+            keeper.cancel()
             await registry.aclose()
         final = await asyncio.to_thread(self.get_job, team_id, job_id)
         if final.status == "paused" and final.pause_reason != INTERRUPTED:
@@ -1035,24 +1039,41 @@ class EnrichmentService:
         with self.book.uow() as uow:
             uow.lock_team(team_id)
             row = self._job_row(uow.conn, team_id, job_id)
-            runnable = row.status == "queued" or (row.status == "running" and self._stale(row, now))
-            if not runnable:
-                hint = " resume it first" if row.status == "paused" else ""
-                raise JobStateConflict(
-                    f"job {job_id} is {row.status} and cannot be run now;{hint}".rstrip(";"),
-                    job_id=job_id,
-                    status=row.status,
-                )
-            self._update_job(
+            if not leases.take_lease(
                 uow.conn,
                 team_id,
                 job_id,
-                {"status": "running", "runner": token, "pause_reason": None,
-                 "credits_needed": None, "heartbeat_at": now, "updated_at": now,
-                 "started_at": row.started_at or now},
-            )  # fmt: skip
+                token=token,
+                now=now,
+                expired_before=now - self.options.stale_after,
+                values={"pause_reason": None, "credits_needed": None, "updated_at": now,
+                        "started_at": row.started_at or now},
+            ):  # fmt: skip
+                raise self._refusal(uow.conn, team_id, job_id, now)
             uow.commit()
         return self.get_job(team_id, job_id)
+
+    def _refusal(
+        self, conn: Connection, team_id: str, job_id: str, now: datetime
+    ) -> JobStateConflict:
+        """Why the job cannot be taken now (read again: the refused write saw it so)."""
+        row = self._job_row(conn, team_id, job_id)
+        if row.status == "running":
+            return still_owned(job_id, row.heartbeat_at, now, self.options.stale_after)
+        hint = " resume it first" if row.status == "paused" else ""
+        return JobStateConflict(
+            f"job {job_id} is {row.status} and cannot be run now;{hint}".rstrip(";"),
+            job_id=job_id,
+            status=row.status,
+        )
+
+    def _renew_lease(self, team_id: str, job_id: str, token: str) -> bool:
+        with self.book.uow() as uow:
+            kept = leases.renew_lease(
+                uow.conn, team_id, job_id, token=token, now=self.book.clock.now()
+            )
+            uow.commit()
+        return kept
 
     def _pause(
         self, team_id: str, job_id: str, token: str, reason: str, needed: int | None
@@ -1649,105 +1670,6 @@ class EnrichmentService:
         )
 
 
-# ---- the background worker ---------------------------------------------------------------
-
-
-class JobWorker:
-    """Runs jobs in a background thread with its own event loop (for the HTTP service).
-
-    ``start()`` marks jobs a dead process left running as ``paused``
-    (``interrupted``), then runs queued jobs; it polls for queued jobs and,
-    for teams that opted in, for jobs paused for credits that can go on.
-    """
-
-    def __init__(self, service: EnrichmentService, *, poll_seconds: float | None = None) -> None:
-        self.service = service
-        self.poll_seconds = (
-            service.options.auto_resume_poll_seconds if poll_seconds is None else poll_seconds
-        )
-        self._loop: asyncio.AbstractEventLoop | None = None
-        self._thread: threading.Thread | None = None
-        self._running: dict[str, asyncio.Future[Any]] = {}
-        self._stop: asyncio.Event | None = None
-        self._ready = threading.Event()
-
-    def start(self) -> JobWorker:
-        if self._thread is not None:
-            return self
-        self.service.recover_interrupted()
-        self._thread = threading.Thread(target=self._main, name="creditbook-jobs", daemon=True)
-        self._thread.start()
-        self._ready.wait(5)
-        return self
-
-    def _main(self) -> None:
-        loop = asyncio.new_event_loop()
-        self._loop = loop
-        asyncio.set_event_loop(loop)
-        self._stop = asyncio.Event()
-        self._ready.set()
-        try:
-            loop.run_until_complete(self._poll())
-        finally:
-            loop.close()
-
-    async def _poll(self) -> None:
-        assert self._stop is not None
-        while not self._stop.is_set():
-            try:
-                await asyncio.to_thread(self.service.auto_resume_ready)
-                for team_id, job_id in await asyncio.to_thread(self.service.queued_jobs):
-                    self._start_job(team_id, job_id)
-            except Exception:  # a database hiccup must not kill the worker
-                await asyncio.sleep(0)
-            with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(self._stop.wait(), self.poll_seconds)
-        pending = [f for f in self._running.values() if not f.done()]
-        for task in pending:
-            task.cancel()
-        if pending:
-            await asyncio.gather(*pending, return_exceptions=True)
-
-    def _start_job(self, team_id: str, job_id: str) -> None:
-        current = self._running.get(job_id)
-        if current is not None and not current.done():
-            return
-        task = asyncio.ensure_future(self._run(team_id, job_id))
-        self._running[job_id] = task
-
-    async def _run(self, team_id: str, job_id: str) -> None:
-        # JobStateConflict: another worker took it, or it was cancelled meanwhile.
-        with contextlib.suppress(JobStateConflict):
-            await self.service.run(team_id, job_id)
-
-    def submit(self, team_id: str, job_id: str) -> None:
-        """Start a queued job now (thread-safe)."""
-        loop = self._loop
-        if loop is None:
-            raise RuntimeError("the job worker is not started")
-        loop.call_soon_threadsafe(self._start_job, team_id, job_id)
-
-    def wait_idle(self, timeout: float = 30.0) -> bool:
-        """Wait until no job runs (tests)."""
-        import time
-
-        deadline = time.monotonic() + timeout
-        while time.monotonic() < deadline:
-            if all(f.done() for f in list(self._running.values())):
-                return True
-            time.sleep(0.02)
-        return False
-
-    def stop(self, timeout: float = 10.0) -> None:
-        loop, stop = self._loop, self._stop
-        if loop is not None and stop is not None and not loop.is_closed():
-            loop.call_soon_threadsafe(stop.set)
-        if self._thread is not None:
-            self._thread.join(timeout)
-        self._thread = None
-        self._loop = None
-
-
 # ---- helpers ------------------------------------------------------------------------------
 
 _SERVICES: WeakKeyDictionary[Creditbook, EnrichmentService] = WeakKeyDictionary()
@@ -1772,6 +1694,7 @@ def _from_settings(book: Creditbook) -> dict[str, Any]:
         concurrency=settings.enrichment_concurrency,
         chunk_size=settings.enrichment_chunk_size,
         dedupe_window=timedelta(days=settings.enrichment_dedupe_days),
+        stale_after=timedelta(seconds=settings.job_orphan_seconds),
     )
     providers: dict[str, RegistryFactory] = {}
     if settings.enrichment_providers is not None:
@@ -1907,7 +1830,7 @@ __all__ = [
     "JobNotFound",
     "JobProgress",
     "JobStateConflict",
-    "JobWorker",
+    "JobStillOwned",
     "LeadResult",
     "enrichment_for",
     "sandbox_registry_factory",

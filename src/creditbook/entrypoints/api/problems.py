@@ -104,6 +104,9 @@ async def creditbook_error_handler(request: Request, exc: Exception) -> JSONResp
     headers = {}
     if isinstance(exc, RateLimited):
         headers["Retry-After"] = retry_after_header(float(exc.details.get("retry_after", 1)))
+    elif isinstance(exc.details.get("retry_after"), int):
+        # A refusal that ends by itself (job_still_owned) says when to try again.
+        headers["Retry-After"] = retry_after_header(float(exc.details["retry_after"]))
     if isinstance(exc, Unauthorized):
         headers["WWW-Authenticate"] = 'Bearer realm="creditbook"'
     if exc.status >= 500:

@@ -41,9 +41,9 @@ from creditbook.service.credits import Creditbook
 from creditbook.service.enrichment import (
     EnrichmentJob,
     EnrichmentService,
-    JobWorker,
     enrichment_for,
 )
+from creditbook.service.job_worker import JobWorker
 
 
 @asynccontextmanager

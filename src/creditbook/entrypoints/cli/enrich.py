@@ -159,13 +159,28 @@ def resume(
         int | None, typer.Option("--credit-limit", help="A new credit limit for the job.")
     ] = None,
 ) -> None:
-    """Resume a paused (or killed) job here; nothing already charged is charged again."""
+    """Resume a paused (or killed) job here; nothing already charged is charged again.
+
+    A job still running elsewhere, or killed less than a lease ago, is refused with
+    how long to wait (exit 5)."""
     svc = service()
     job = svc.find_job(job_id)
     job = svc.resume(job.team_id, job_id, credit_limit=credit_limit)
     if job.status == "queued":
         job = run_with_progress(svc, job.team_id, job_id)
     describe(job)
+
+
+@jobs_app.command("recover")
+def recover() -> None:
+    """Pause the running jobs whose process is gone (no heartbeat for a lease; from cron
+    when no `creditbook serve` runs, which does this by itself)."""
+    recovered = service().recover_interrupted()
+    for job_id in recovered:
+        console.print(
+            f"job [bold]{job_id}[/]: paused (interrupted); `creditbook jobs resume {job_id}`"
+        )
+    console.print(f"{len(recovered)} orphaned job(s) paused")
 
 
 @jobs_app.command("cancel")
