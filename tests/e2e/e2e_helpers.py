@@ -52,13 +52,16 @@ def free_port() -> int:
         return port
 
 
-def start_server(database_url: str, log_path: Path) -> Server:
+def start_server(
+    database_url: str, log_path: Path, extra_env: dict[str, str] | None = None
+) -> Server:
     port = free_port()
     env = {
         **os.environ,
         "PYTHONPATH": str(SRC) + os.pathsep + os.environ.get("PYTHONPATH", ""),
         "CREDITBOOK_OPERATOR_KEY": OPERATOR_KEY,
         "CREDITBOOK_RATE_LIMIT_REQUESTS": "1000",
+        **(extra_env or {}),
     }
     env.pop("CREDITBOOK_DATABASE_URL", None)
     log = log_path.open("wb")

@@ -542,29 +542,34 @@ def _answer_all(
     live: Sequence[_Waiting],
     outcomes: Sequence[Outcome],
     answer: Callable[[_Waiting, Any, bool], None],
-) -> list[str]:
-    """Count a committed batch and answer each waiter; the teams it changed, in order."""
+) -> dict[str, list[str]]:
+    """Count a committed batch and answer each waiter; the teams it changed, in order,
+    each with the ids of the requests that changed it."""
     stats.batches += 1
     stats.commands += len(live)
     stats.largest = max(stats.largest, len(live))
-    teams: dict[str, None] = {}
+    teams: dict[str, list[str]] = {}
     for w, outcome in zip(live, outcomes, strict=True):
         if outcome.error is not None:
             answer(w, outcome.error, True)
         else:
             answer(w, outcome, False)
-            teams[w.command.team_id] = None
-    return list(teams)
+            teams.setdefault(w.command.team_id, []).append(w.command.request_id)
+    return teams
 
 
-def _after_commit(book: Creditbook, teams: Sequence[str]) -> None:
+def _after_commit(book: Creditbook, teams: dict[str, list[str]]) -> None:
     """Run the book's after-commit hooks once per team; a failing hook is logged."""
-    for team_id in teams:
+    for team_id, request_ids in teams.items():
         for after in book.after_commit_hooks:
             try:
                 after(team_id)
             except Exception:
-                log.exception("after-commit hook failed for team %s", team_id)
+                log.exception(
+                    "after-commit hook failed for team %s",
+                    team_id,
+                    extra={"request_ids": request_ids},
+                )
 
 
 _STOP = object()

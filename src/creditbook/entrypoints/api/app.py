@@ -104,6 +104,8 @@ def create_app(book: Creditbook, settings: Settings | None = None) -> FastAPI:
     app.add_exception_handler(RequestValidationError, validation_error_handler)
     app.add_exception_handler(StarletteHTTPException, http_error_handler)
     app.add_exception_handler(Exception, unexpected_error_handler)
+    # Added last, so outermost: a middleware added above runs inside it, and its
+    # errors (an outage included) are answered and logged here too (tested).
     app.add_middleware(
         RequestContext,
         outages=app.state.services.outages,

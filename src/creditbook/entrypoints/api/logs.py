@@ -171,5 +171,8 @@ def log_config(level: str = "INFO", outage_interval_seconds: float = 10.0) -> di
             "uvicorn": {"handlers": ["stderr"], "level": level, "propagate": False},
             "uvicorn.error": {"handlers": ["stderr"], "level": level, "propagate": False},
             "uvicorn.access": {"handlers": ["stderr"], "level": "WARNING", "propagate": False},
+            # psycopg warns of the errors it ignores while one is already being raised
+            # (a pipeline ended on a lost connection): that one is answered and logged.
+            "psycopg": {"handlers": ["stderr"], "level": "ERROR", "propagate": False},
         },
     }

@@ -8,7 +8,8 @@ the request. Each request is logged once, as JSON, when it is answered:
 - ``warning`` with ``outage: true``, the ``code``, ``outcome`` and the driver's
   ``cause`` for ``database_unavailable`` (counted in ``OutageCounter``, and
   summed up rather than repeated by ``logs.OutageLogSummary``);
-- ``error`` with the ``code`` and ``detail`` of another 5xx refusal;
+- ``warning`` (503, ``not_ready``) or ``error`` (other 5xx) with the ``code``
+  and ``detail`` of another server-side refusal;
 - ``error`` with the traceback for a bug: the only traceback a request logs.
 
 It is also the last resort: an error nothing answered becomes 503
@@ -111,6 +112,10 @@ class RequestContext:
                 },
             )
         elif isinstance(refusal, CreditbookError):
-            log.error("request", extra={**fields, "code": refusal.code, "detail": refusal.message})
+            # 503 is a state the server is in (not ready), another 5xx a failure of it.
+            level = logging.WARNING if refusal.status == 503 else logging.ERROR
+            log.log(
+                level, "request", extra={**fields, "code": refusal.code, "detail": refusal.message}
+            )
         else:
             log.info("request", extra=fields)
