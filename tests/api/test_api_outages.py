@@ -104,6 +104,11 @@ def test_every_route_answers_503_with_retry_after_and_nothing_is_changed(
         ),
         locked.client.post("/v1/holds", json={"feature": "phone_finder"}, headers=locked.admin),
         locked.client.get("/v1/ledger", headers=locked.admin),
+        locked.client.post(
+            "/v1/charges:batch",
+            json={"charges": [{"feature": "email_finder", "outcome": "deliverable"}] * 3},
+            headers=locked.admin,
+        ),
         locked.client.get("/api/team/credits", headers=locked.admin),
         locked.client.post("/v1/teams", json={"name": "B", "admin_email": "b@b.io"}, headers=op),
         locked.client.post(
