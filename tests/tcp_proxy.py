@@ -4,15 +4,18 @@ the answer to a COMMIT: a database outage without stopping the shared server.
 ``cut()`` closes every open connection and answers new ones by closing them
 at once (what a client sees of a server that went away or refuses
 connections); ``restore()`` forwards again. ``lose_next_commit_answer()``
-forwards the next chunk a client sends that holds ``COMMIT``, lets the server
-run it, then closes both sides without passing its answer on: the COMMIT
-was sent, and no answer came.
+forwards the next COMMIT a client sends, lets the server run it, then closes
+both sides without passing its answer on: the COMMIT was sent, and no
+answer came. A COMMIT is found in the client's protocol messages: a simple
+query ``COMMIT``, or the Bind of a statement whose Parse was ``COMMIT``
+(psycopg prepares a statement it runs often, then sends only its name).
 """
 
 from __future__ import annotations
 
 import contextlib
 import socket
+import struct
 import threading
 import time
 from types import TracebackType
@@ -20,8 +23,54 @@ from types import TracebackType
 from sqlalchemy.engine import make_url
 
 COMMIT = b"COMMIT"
+_NEGOTIATIONS = {80877103, 80877104}  # SSLRequest, GSSENCRequest: the startup goes on
 # How long the server gets to run a COMMIT whose answer is lost (it runs in well under).
 COMMIT_GRACE_SECONDS = 0.3
+
+
+class _Commits:
+    """Reads a client's PostgreSQL messages as they stream; says when one is a COMMIT."""
+
+    def __init__(self) -> None:
+        self._buffer = b""
+        self._started = False  # past the startup message: typed messages from here
+        self._statements: dict[bytes, bool] = {}  # prepared name -> is a COMMIT
+
+    def feed(self, chunk: bytes) -> bool:
+        """True when ``chunk`` completes a COMMIT message."""
+        self._buffer += chunk
+        found = False
+        while True:
+            if not self._started:
+                if len(self._buffer) < 8:
+                    return found
+                (size,) = struct.unpack("!I", self._buffer[:4])
+                if len(self._buffer) < size:
+                    return found
+                (code,) = struct.unpack("!I", self._buffer[4:8])
+                self._buffer = self._buffer[size:]
+                self._started = code not in _NEGOTIATIONS
+                continue
+            if len(self._buffer) < 5:
+                return found
+            kind = self._buffer[:1]
+            (size,) = struct.unpack("!I", self._buffer[1:5])
+            if len(self._buffer) < 1 + size:
+                return found
+            body = self._buffer[5 : 1 + size]
+            self._buffer = self._buffer[1 + size :]
+            found = self._is_commit(kind, body) or found
+
+    def _is_commit(self, kind: bytes, body: bytes) -> bool:
+        if kind == b"Q":
+            return body.rstrip(b"\0").strip().rstrip(b";").upper() == COMMIT
+        if kind == b"P":
+            name, query = body.split(b"\0")[:2]
+            self._statements[name] = query.strip().rstrip(b";").upper() == COMMIT
+        elif kind == b"B":
+            statement = body.split(b"\0")[1]
+            return self._statements.get(statement, False)
+        return False
 
 
 class _Pair:
@@ -29,6 +78,7 @@ class _Pair:
         self.client = client
         self.server = server
         self.muted = False  # the server's answers are dropped
+        self.commits = _Commits()
 
     def close(self) -> None:
         for sock in (self.client, self.server):
@@ -122,7 +172,7 @@ class TcpProxy:
         try:
             while chunk := pair.client.recv(65536):
                 lose = False
-                if COMMIT in chunk:
+                if pair.commits.feed(chunk):
                     with self._lock:
                         lose, self._lose_commit = self._lose_commit, False
                 if lose:

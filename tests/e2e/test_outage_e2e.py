@@ -121,6 +121,7 @@ def _outage_under_load(
     server: Server, database_url: str, go_away: Callable[[], None], come_back: Callable[[], None]
 ) -> None:
     api_key = _team(server)
+    log_start = server.log_path.stat().st_size  # this test's lines only
     load = Load(server, api_key)
     threads = load.run()
     try:
@@ -183,7 +184,9 @@ def _outage_under_load(
         direct.engine.dispose()
 
     # At most one log line per refused request, and not one traceback.
-    lines = [json.loads(line) for line in server.log_path.read_text().splitlines() if line]
+    with server.log_path.open("rb") as log:
+        log.seek(log_start)
+        lines = [json.loads(line) for line in log.read().decode().splitlines() if line]
     by_request: dict[str, int] = {}
     for line in lines:
         by_request[line.get("request_id", "-")] = by_request.get(line.get("request_id", "-"), 0) + 1
@@ -204,10 +207,13 @@ def _outage_under_load(
     assert logged <= len(refused)  # what was logged or summed up, never more than refused
 
 
-@pytest.fixture
-def pg_behind_proxy(tmp_path: Path) -> Iterator[tuple[Server, TcpProxy, str]]:
+@pytest.fixture(scope="module")
+def pg_behind_proxy(
+    tmp_path_factory: pytest.TempPathFactory,
+) -> Iterator[tuple[Server, TcpProxy, str]]:
     if not pg_available():
         pytest.skip("PostgreSQL not reachable")
+    tmp_path = tmp_path_factory.mktemp("outage-pg")
     url = create_pg_database("cb_outage")
     migrated = creditbook.open(url)  # directly: the server starts on an up-to-date schema
     assert migrated.engine is not None
@@ -227,6 +233,31 @@ def test_a_postgresql_outage_under_load_is_503s_with_retry_after_and_loses_nothi
 ) -> None:
     server, proxy, url = pg_behind_proxy
     _outage_under_load(server, url, proxy.cut, proxy.restore)
+
+
+@pytest.mark.postgres
+def test_a_charge_whose_commit_answer_was_lost_answers_unknown_and_its_retry_replays_it(
+    pg_behind_proxy: tuple[Server, TcpProxy, str],
+) -> None:
+    server, proxy, _ = pg_behind_proxy
+    api_key = _team(server)
+    with server.client(api_key) as client:
+        warm = client.post("/v1/charges", json=CHARGE, headers={"Idempotency-Key": "warm"})
+        assert warm.status_code == 201
+        lost_before = proxy.commits_lost
+        proxy.lose_next_commit_answer()
+        lost = client.post("/v1/charges", json=CHARGE, headers={"Idempotency-Key": "lost"})
+        assert proxy.commits_lost == lost_before + 1
+        assert lost.status_code == 503 and lost.headers["retry-after"] == "1"
+        body = lost.json()
+        assert (body["code"], body["outcome"]) == ("database_unavailable", "unknown")
+        assert "same idempotency key" in body["detail"]
+        again = client.post("/v1/charges", json=CHARGE, headers={"Idempotency-Key": "lost"})
+        assert again.status_code == 201  # the first request had committed: its answer
+        charges = client.get("/v1/ledger", params={"kind": "charge"}).json()["entries"]
+        assert len(charges) == 2
+        assert again.json()["charge_id"] in {e["id"] for e in charges}
+        assert client.get("/v1/credits").json()["available"] == START_CREDITS - 2 * 5
 
 
 LOCKER = """
