@@ -67,7 +67,7 @@ class Problem(BaseModel):
         description="database_unavailable: `not_applied` (nothing changed), or `unknown` (it "
         "may have taken effect: retry with the same Idempotency-Key to get its answer)",
     )
-    retry_after: int | None = Field(
+    retry_after: float | None = Field(
         None, description="database_unavailable, rate_limited: seconds to wait before a retry"
     )
 
