@@ -116,6 +116,16 @@ class Settings(BaseSettings):
                 )
         return value
 
+    # Database outages (docs/decisions/0010): the Retry-After of a 503
+    # ``database_unavailable``; how long a SQLite writer waits for a locked file
+    # and a PostgreSQL connect for an answer before the database counts as
+    # unavailable; how often the log sums up refused requests (the first of each
+    # interval is logged, then one line "N requests refused: database unavailable").
+    database_retry_after_seconds: int = Field(2, ge=1, le=3600)
+    database_busy_timeout_seconds: float = Field(30.0, gt=0, le=600)
+    database_connect_timeout_seconds: int = Field(10, ge=1, le=600)
+    outage_log_interval_seconds: float = Field(10.0, ge=0.1, le=3600)
+
     @field_validator("env")
     @classmethod
     def _known_env(cls, value: str) -> str:

@@ -47,7 +47,7 @@ def test_unknown_routes_and_methods_are_problems_too(api: Api) -> None:
     assert_problem(api.client.put("/v1/charges", json={}), 405, "method_not_allowed")
 
 
-def test_a_bug_answers_a_500_problem_and_is_logged(
+def test_a_bug_answers_a_500_problem_and_logs_one_line_with_its_traceback(
     api: Api, caplog: pytest.LogCaptureFixture
 ) -> None:
     team = api.new_team()
@@ -56,11 +56,16 @@ def test_a_bug_answers_a_500_problem_and_is_logged(
         raise RuntimeError("boom")
 
     api.book.balance = broken  # type: ignore[assignment,method-assign]
-    with caplog.at_level(logging.ERROR, logger="creditbook.api"):
+    with caplog.at_level(logging.INFO, logger="creditbook"):
         r = api.client.get("/v1/credits", headers=team.admin)
     body = assert_problem(r, 500, "internal_error")
     assert "boom" not in body["detail"]
-    assert any("unhandled" in rec.getMessage() for rec in caplog.records)
+    ours = [rec for rec in caplog.records if getattr(rec, "request_id", None) == body["request_id"]]
+    assert len(ours) == 1
+    (line,) = ours
+    assert line.levelno == logging.ERROR and line.getMessage() == "request"
+    assert vars(line)["code"] == "internal_error" and vars(line)["status"] == 500
+    assert line.exc_info is not None and "boom" in str(line.exc_info[1])
 
 
 def test_the_rate_limit_answers_429_with_retry_after_and_exempts_operator_and_service_keys(

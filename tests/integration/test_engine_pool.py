@@ -6,6 +6,7 @@ pooled connection only when it waited at least ``PING_AFTER_IDLE_SECONDS``.
 
 from __future__ import annotations
 
+import re
 from collections.abc import Callable
 from typing import Any
 
@@ -13,6 +14,7 @@ import pytest
 
 import creditbook
 from creditbook.adapters.db import engine as engine_module
+from creditbook.domain.errors import DatabaseUnavailable
 
 pytestmark = pytest.mark.postgres
 
@@ -79,7 +81,8 @@ def test_without_the_ping_a_dead_idle_connection_fails_its_first_use(
     # Shows what the test above guards against.
     book, team = _book_whose_idle_connection_died(fresh_pg_url, end_pg_sessions)
     monkeypatch.setattr(engine_module, "PING_AFTER_IDLE_SECONDS", 3600.0)
-    with pytest.raises(Exception, match=r"terminat|closed|connection"):
+    with pytest.raises(DatabaseUnavailable) as raised:
         book.balance(team)
+    assert re.search(r"terminat|closed|connection", raised.value.cause)
     assert book.engine is not None
     book.engine.dispose()

@@ -44,6 +44,7 @@ STABLE_CODES = {
     "KeyCapExceeded": ("key_cap_exceeded", 402),
     "RateLimited": ("rate_limited", 429),
     "AuditFailed": ("audit_failed", 500),
+    "DatabaseUnavailable": ("database_unavailable", 503),
 }
 
 

@@ -28,10 +28,17 @@ exits with ``exit_code``. Nothing is written when one of these is raised.
     ├── CapExceeded                      member_cap_exceeded   402
     │   └── KeyCapExceeded               key_cap_exceeded      402
     ├── RateLimited                      rate_limited          429
-    └── AuditFailed                      audit_failed          500
+    ├── AuditFailed                      audit_failed          500
+    └── DatabaseUnavailable              database_unavailable  503
 
 Subclasses may narrow ``code`` (``UnknownFeature``) or keep the parent's
 (``TeamNotFound`` answers ``not_found`` like every missing resource).
+
+``DatabaseUnavailable`` is the one error no caller causes: the database could
+not be reached, dropped the connection, is starting up or in recovery, or
+stayed locked past its timeout. The database adapters raise it (the service
+and the entry points never look at a driver's exceptions); its ``outcome``
+says whether the request surely changed nothing or may have committed.
 """
 
 from __future__ import annotations
@@ -252,6 +259,52 @@ class AuditFailed(CreditbookError):
     status = 500
     exit_code = 8
     title = "Ledger audit failed"
+
+
+class DatabaseUnavailable(CreditbookError):
+    """The database cannot serve this request now; retrying later may succeed.
+
+    ``outcome`` is ``not_applied`` when nothing was committed (the connection
+    failed before the COMMIT was sent, or the database stayed locked), and
+    ``unknown`` when the connection was lost after the COMMIT was sent and
+    before its answer came: the request may have taken effect. Retried with
+    the same idempotency key, a request that took effect is answered with its
+    first answer, and one that did not runs then. ``cause`` (the driver's own
+    words, for the log) and ``connection_lost`` (an open connection broke, so
+    a new one may work at once) stay out of the answer.
+    """
+
+    code = "database_unavailable"
+    status = 503
+    exit_code = 9
+    title = "Database unavailable"
+
+    NOT_APPLIED: ClassVar[str] = "not_applied"
+    UNKNOWN: ClassVar[str] = "unknown"
+
+    def __init__(
+        self, cause: str, *, outcome: str = NOT_APPLIED, connection_lost: bool = False
+    ) -> None:
+        if outcome == self.UNKNOWN:
+            message = (
+                "the connection to the database was lost while this request was being "
+                "committed: it may have taken effect. Retry it with the same idempotency "
+                "key: if it took effect, its first answer is replayed; if not, it runs then"
+            )
+        else:
+            message = (
+                "the database is unavailable right now; nothing was changed. Retry in a moment"
+            )
+        super().__init__(message, outcome=outcome)
+        self.cause = cause
+        self.outcome = outcome
+        self.connection_lost = connection_lost
+
+    def committing(self) -> DatabaseUnavailable:
+        """The same failure, raised while a COMMIT was on its way: its outcome is unknown."""
+        if self.outcome == self.UNKNOWN or not self.connection_lost:
+            return self
+        return DatabaseUnavailable(self.cause, outcome=self.UNKNOWN, connection_lost=True)
 
 
 def error_classes() -> Mapping[str, type[CreditbookError]]:

@@ -25,8 +25,17 @@ its event loop (``submit_async``), which the committer wakes once per batch.
 When a spend guard refuses for a team, the batch is rolled back and retried
 without that team, whose commands then run one transaction each, in order
 (exact per-command semantics where they matter). When the batch fails in the
-database itself (a concurrent process stored the same idempotency key, a lost
-connection), every command of it runs alone.
+database itself (a concurrent process stored the same idempotency key), every
+command of it runs alone.
+
+A database that cannot serve (``DatabaseUnavailable``) answers the whole
+batch with that error, after one more try on a new connection when an open
+one broke. When the connection is lost after the COMMIT was sent, the
+commands the batch applied are answered with the outcome unknown and never
+run again here (one without an idempotency key could take effect twice);
+refusals and replays of earlier answers keep their answers. Log lines about
+a batch name its requests (``request_ids``): the committer runs with no
+request id of its own.
 
 On PostgreSQL a batch is two round trips: BEGIN travels with the locks and
 reads, COMMIT with the writes. With ``on_loop=True`` (``creditbook serve``),
@@ -43,6 +52,7 @@ explicit batch of charges through ``run_batch`` in the caller's thread.
 from __future__ import annotations
 
 import asyncio
+import contextvars
 import logging
 import queue
 import threading
@@ -61,9 +71,10 @@ from creditbook.adapters.db import loop_batch
 from creditbook.adapters.db.loop_batch import NeedsConnection, PrefetchedUnitOfWork
 from creditbook.adapters.db.repository import SqlUnitOfWork
 from creditbook.domain.book import TeamBook
-from creditbook.domain.errors import IdempotencyConflict, TeamNotFound
+from creditbook.domain.errors import DatabaseUnavailable, IdempotencyConflict, TeamNotFound
 from creditbook.domain.ledger import SYSTEM, Actor
 from creditbook.domain.pricing import Call
+from creditbook.service.request_context import request_id_var
 
 if TYPE_CHECKING:
     from creditbook.service.credits import Creditbook
@@ -92,6 +103,8 @@ class Command:
     digest: str
     apply: Callable[[TeamBook, SqlUnitOfWork], _Receipt]
     hold_ids: list[str] | None = None
+    # The request that queued it (its log lines name it; the committer has none).
+    request_id: str = field(default_factory=request_id_var.get)
 
 
 @dataclass(frozen=True, slots=True)
@@ -168,6 +181,8 @@ def run_batch(
     """
     outcomes: list[Outcome | None] = [None] * len(commands)
     isolated: set[str] = set()
+    unavailable: DatabaseUnavailable | None = None
+    reconnected = False
     while True:
         chosen = [i for i, c in enumerate(commands) if c.team_id not in isolated]
         if not chosen:
@@ -178,18 +193,52 @@ def run_batch(
             break
         except _GuardRefused as refused:
             isolated.add(refused.team_id)
-        except Exception:
+        except DatabaseUnavailable as exc:
+            if exc.connection_lost and not reconnected:
+                reconnected = True  # nothing was applied; a kept connection may just be stale
+                continue
+            unavailable = exc  # the same for every command: none runs alone
+            break
+        except Exception as exc:
             # A failure of the batch as a whole: give every command its own transaction,
-            # where the same failure (if it is one) is that command's answer alone.
+            # where the same failure (if it is one) is that command's answer alone, with
+            # its traceback in that request's log line if it is a bug.
             log.warning(
-                "batch of %d failed; running its commands alone", len(chosen), exc_info=True
+                "batch of %d failed (%s); running its commands alone",
+                len(chosen),
+                _describe(exc),
+                extra={"request_ids": [commands[i].request_id for i in chosen]},
             )
             isolated.update(commands[i].team_id for i in chosen)
             break
     for i, command in enumerate(commands):
         if outcomes[i] is None:
-            outcomes[i] = _alone(book, command)
+            outcomes[i] = Outcome(error=unavailable) if unavailable else _alone(book, command)
     return [o for o in outcomes if o is not None]
+
+
+def _describe(exc: BaseException) -> str:
+    text = str(exc).strip().splitlines()
+    return f"{type(exc).__name__}: {text[0]}" if text else type(exc).__name__
+
+
+def _uncertain(
+    commands: Sequence[Command], out: dict[int, Outcome], lost: DatabaseUnavailable
+) -> dict[int, Outcome]:
+    """A batch whose COMMIT was sent and whose answer was lost: what it applied, and any
+    replay of a key it applied, is answered ``lost`` (outcome unknown); the rest stands."""
+    applied = {
+        (commands[i].team_id, commands[i].idempotency_key)
+        for i, o in out.items()
+        if o.receipt is not None and commands[i].idempotency_key is not None
+    }
+    return {
+        i: Outcome(error=lost)
+        if o.error is None
+        and (o.receipt is not None or (commands[i].team_id, commands[i].idempotency_key) in applied)
+        else o
+        for i, o in out.items()
+    }
 
 
 def _alone(book: Creditbook, c: Command) -> Outcome:
@@ -211,6 +260,25 @@ def _attempt(
 ) -> dict[int, Outcome]:
     by_team, keys, hold_keys = _wanted(commands, chosen)
     out: dict[int, Outcome] = {}
+    try:
+        _attempt_in(book, make_uow, commands, chosen, by_team, keys, hold_keys, out)
+    except DatabaseUnavailable as exc:
+        if exc.outcome != DatabaseUnavailable.UNKNOWN:
+            raise
+        return _uncertain(commands, out, exc)
+    return out
+
+
+def _attempt_in(
+    book: Creditbook,
+    make_uow: Callable[[], SqlUnitOfWork],
+    commands: Sequence[Command],
+    chosen: list[int],
+    by_team: dict[str, list[int]],
+    keys: list[tuple[str, str]],
+    hold_keys: list[tuple[str, str]],
+    out: dict[int, Outcome],
+) -> None:
     with make_uow() as uow:
         due, stored, grants, holds = uow.read_batch(
             by_team, keys, hold_keys, caps=_reads_caps(book, commands, chosen)
@@ -234,7 +302,6 @@ def _attempt(
             uow.commit()
         else:
             uow.write_batch_and_commit(books.values(), receipts, moved)
-    return out
 
 
 def _reads_caps(book: Creditbook, commands: Sequence[Command], chosen: Iterable[int]) -> bool:
@@ -321,6 +388,8 @@ def _apply_teams(
             try:
                 for guard in book.spend_guards:
                     guard(uow, team_book)
+            except DatabaseUnavailable:
+                raise
             except Exception:
                 raise _GuardRefused(team_id) from None
     return receipts
@@ -370,6 +439,8 @@ def _apply_all(
         try:
             receipt = c.apply(team_book, uow)
             data: dict[str, Any] | None = receipt.to_dict() if key is not None else None
+        except DatabaseUnavailable:
+            raise  # the batch's failure, not this command's answer
         except Exception as exc:
             team_book.rollback_to(mark)
             out[i] = Outcome(error=exc)
@@ -471,29 +542,34 @@ def _answer_all(
     live: Sequence[_Waiting],
     outcomes: Sequence[Outcome],
     answer: Callable[[_Waiting, Any, bool], None],
-) -> list[str]:
-    """Count a committed batch and answer each waiter; the teams it changed, in order."""
+) -> dict[str, list[str]]:
+    """Count a committed batch and answer each waiter; the teams it changed, in order,
+    each with the ids of the requests that changed it."""
     stats.batches += 1
     stats.commands += len(live)
     stats.largest = max(stats.largest, len(live))
-    teams: dict[str, None] = {}
+    teams: dict[str, list[str]] = {}
     for w, outcome in zip(live, outcomes, strict=True):
         if outcome.error is not None:
             answer(w, outcome.error, True)
         else:
             answer(w, outcome, False)
-            teams[w.command.team_id] = None
-    return list(teams)
+            teams.setdefault(w.command.team_id, []).append(w.command.request_id)
+    return teams
 
 
-def _after_commit(book: Creditbook, teams: Sequence[str]) -> None:
+def _after_commit(book: Creditbook, teams: dict[str, list[str]]) -> None:
     """Run the book's after-commit hooks once per team; a failing hook is logged."""
-    for team_id in teams:
+    for team_id, request_ids in teams.items():
         for after in book.after_commit_hooks:
             try:
                 after(team_id)
             except Exception:
-                log.exception("after-commit hook failed for team %s", team_id)
+                log.exception(
+                    "after-commit hook failed for team %s",
+                    team_id,
+                    extra={"request_ids": request_ids},
+                )
 
 
 _STOP = object()
@@ -531,7 +607,11 @@ class _LoopCommitter:
         future: asyncio.Future[Outcome] = self.loop.create_future()
         self.waiting.append(_Waiting(command, afuture=future))
         if self.task is None or self.task.done():
-            self.task = self.loop.create_task(self._run(), name="creditbook-group-commit")
+            # A context of its own: started from a request's task, it would otherwise
+            # stamp that request's id on every log line of every later batch.
+            self.task = self.loop.create_task(
+                self._run(), name="creditbook-group-commit", context=contextvars.Context()
+            )
         self.ready.set()
         return future
 
@@ -550,7 +630,10 @@ class _LoopCommitter:
                 try:
                     await self._answer(live)
                 except Exception as exc:  # never leave a task waiting forever
-                    log.exception("group commit on the loop: a batch failed")
+                    log.exception(
+                        "group commit on the loop: a batch failed",
+                        extra={"request_ids": [w.command.request_id for w in live]},
+                    )
                     _settle([(w, exc, True) for w in live])
                 except BaseException:  # cancelled (the loop is shutting down)
                     for w in live:
@@ -564,8 +647,18 @@ class _LoopCommitter:
             out = await self._attempt(commands)
         except (_ToThread, NeedsConnection):
             out = None
-        except Exception:
-            log.warning("batch of %d failed on the loop; the committer thread runs it", len(live))
+        except DatabaseUnavailable as exc:
+            if not exc.connection_lost:  # no connection to be had: the thread has none either
+                _settle([(w, exc, True) for w in live])
+                return
+            out = None  # nothing was applied; the thread's connection may still work
+        except Exception as exc:
+            log.warning(
+                "batch of %d failed on the loop (%s); the committer thread runs it",
+                len(live),
+                _describe(exc),
+                extra={"request_ids": [c.request_id for c in commands]},
+            )
             out = None
         if out is None:
             # The general path, in arrival order, as one batch of the thread; their
@@ -600,6 +693,7 @@ class _LoopCommitter:
         by_team, keys, hold_keys = _wanted(commands, range(len(commands)))
         out: dict[int, Outcome] = {}
         uow = PrefetchedUnitOfWork(book.engine)
+        lost: DatabaseUnavailable | None = None
         try:
             caps = _reads_caps(book, commands, range(len(commands)))
             due, stored, grants, holds = await loop_batch.read_batch(
@@ -614,7 +708,12 @@ class _LoopCommitter:
             except _GuardRefused:
                 raise _ToThread from None
             moved = _moved(books, due, late)
-            await loop_batch.write_batch_and_commit(conn, list(books.values()), receipts, moved)
+            try:
+                await loop_batch.write_batch_and_commit(conn, list(books.values()), receipts, moved)
+            except DatabaseUnavailable as exc:
+                if exc.outcome != DatabaseUnavailable.UNKNOWN:
+                    raise
+                lost = exc
         except BaseException:
             try:
                 await loop_batch.end(conn)
@@ -622,6 +721,9 @@ class _LoopCommitter:
                 log.debug("rollback on the loop failed; the next batch reconnects")
                 await conn.close()
             raise
+        if lost is not None:
+            await conn.close()  # broken: the next batch reconnects
+            return _uncertain(commands, out, lost)
         return out
 
     def drop_connection(self) -> None:

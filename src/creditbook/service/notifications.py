@@ -43,7 +43,7 @@ from creditbook.adapters.notify.base import (
     sign_body,
 )
 from creditbook.domain.clock import Clock
-from creditbook.domain.errors import InvalidInput, TeamNotFound
+from creditbook.domain.errors import DatabaseUnavailable, InvalidInput, TeamNotFound
 from creditbook.domain.ids import new_id
 from creditbook.service.credits import UnitOfWorkFactory
 
@@ -369,6 +369,8 @@ class NotificationWorker:
         while not self._stop.is_set():
             try:
                 self.service.deliver_due()
-            except Exception:  # a bad row or a database hiccup must not kill the worker
+            except DatabaseUnavailable as exc:  # not a bug: no traceback, once per round
+                log.warning("notification delivery waits: database unavailable (%s)", exc.cause)
+            except Exception:  # a bad row must not kill the worker
                 log.exception("notification delivery failed")
             self._stop.wait(self.interval)

@@ -12,16 +12,23 @@ guards see here: what ``read_batch`` prefetched, and no connection. Anything
 that needs a query beyond those reads raises ``NeedsConnection``, and the
 caller sends the batch to the committer thread instead, where the same code
 runs with a connection (nothing was written: the transaction is rolled back).
+
+A database that cannot serve raises ``DatabaseUnavailable`` here as it does
+through the engine (``outage.py``): ``connect`` and ``read_batch`` with
+nothing applied, ``write_batch_and_commit`` with the outcome unknown once
+its pipeline, COMMIT included, may have reached the server.
 """
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Iterator, Sequence
+from contextlib import contextmanager
 from datetime import datetime
 from typing import TYPE_CHECKING, Any
 
 from sqlalchemy import Connection, Engine
 
+from creditbook.adapters.db.outage import unavailable
 from creditbook.adapters.db.repository import (
     BatchReads,
     SqlUnitOfWork,
@@ -56,7 +63,19 @@ async def connect(engine: Engine) -> AsyncConnection[Any]:
     import psycopg
 
     url = engine.url.set(drivername="postgresql").render_as_string(hide_password=False)
-    return await psycopg.AsyncConnection.connect(url, autocommit=True)
+    with _outages_raised(connecting=True):
+        return await psycopg.AsyncConnection.connect(url, autocommit=True)
+
+
+@contextmanager
+def _outages_raised(*, connecting: bool = False, committing: bool = False) -> Iterator[None]:
+    try:
+        yield
+    except Exception as exc:
+        found = unavailable(exc, connecting=connecting, committing=committing)
+        if found is None:
+            raise
+        raise found from exc
 
 
 async def read_batch(
@@ -71,14 +90,15 @@ async def read_batch(
     """``SqlUnitOfWork.read_batch`` in one pipeline: BEGIN, the team locks, the reads."""
     ids, wanted_keys, wanted_holds = batch_wanted(team_ids, keys, hold_keys)
     reads = pg_batch_reads(ids, wanted_keys, wanted_holds, caps)
-    async with conn.pipeline():
-        await conn.execute("BEGIN")
-        cursors = [conn.cursor(row_factory=factory) for _, _, factory in reads]
-        for cursor, (sql, params, _) in zip(cursors, reads, strict=True):
-            await cursor.execute(sql, params)
-    rows = [await cursor.fetchall() for cursor in cursors]
-    for cursor in cursors:
-        await cursor.close()
+    with _outages_raised():
+        async with conn.pipeline():
+            await conn.execute("BEGIN")
+            cursors = [conn.cursor(row_factory=factory) for _, _, factory in reads]
+            for cursor, (sql, params, _) in zip(cursors, reads, strict=True):
+                await cursor.execute(sql, params)
+        rows = [await cursor.fetchall() for cursor in cursors]
+        for cursor in cursors:
+            await cursor.close()
     return uow.take_batch_reads(ids, wanted_keys, wanted_holds, caps, rows)
 
 
@@ -90,13 +110,14 @@ async def write_batch_and_commit(
 ) -> None:
     """``SqlUnitOfWork.write_batch_and_commit`` in one pipeline, COMMIT included."""
     statements = pg_batch_writes(books, receipts, due)
-    async with conn.pipeline(), conn.cursor() as cursor:
-        for sql, rows in statements:
-            if len(rows) == 1:
-                await cursor.execute(sql, rows[0])
-            else:
-                await cursor.executemany(sql, rows)
-        await cursor.execute("COMMIT")
+    with _outages_raised(committing=True):
+        async with conn.pipeline(), conn.cursor() as cursor:
+            for sql, rows in statements:
+                if len(rows) == 1:
+                    await cursor.execute(sql, rows[0])
+                else:
+                    await cursor.executemany(sql, rows)
+            await cursor.execute("COMMIT")
     for book in books:
         book.clear_pending()
 

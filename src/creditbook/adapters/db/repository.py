@@ -30,6 +30,7 @@ from sqlalchemy import (
     update,
 )
 
+from creditbook.adapters.db import outage
 from creditbook.adapters.db.sqlite_rows import SqliteSelect, placeholders
 from creditbook.adapters.db.tables import (
     grants,
@@ -406,8 +407,13 @@ class SqlUnitOfWork:
     # ---- transaction -----------------------------------------------------
 
     def __enter__(self) -> SqlUnitOfWork:
-        self._conn = self._held if self._held is not None else self.engine.connect()
-        self._conn.begin()
+        conn = self._held if self._held is not None else self.engine.connect()
+        try:
+            conn.begin()  # SQLite's BEGIN IMMEDIATE waits here for the lock
+        except BaseException:
+            outage.abandon(conn, held=self._held is not None)
+            raise
+        self._conn = conn
         self._committed = False
         self.prefetched_settings = {}
         self.prefetched_caps = {}
@@ -423,12 +429,20 @@ class SqlUnitOfWork:
         self._conn = None
         if conn is None:
             return
+        # What psycopg raised directly (the pipelines below) SQLAlchemy never saw.
+        found = outage.seen(conn, exc) if exc is not None else None
         try:
             if not self._committed:
                 conn.rollback()
+        except Exception:
+            if exc is None:
+                raise
+            conn.invalidate()  # the error in flight says more than this one after it
         finally:
             if self._held is None:
                 conn.close()
+        if found is not None and found is not exc:
+            raise found from exc
 
     @property
     def conn(self) -> Connection:
@@ -437,7 +451,8 @@ class SqlUnitOfWork:
         return self._conn
 
     def commit(self) -> None:
-        self.conn.commit()
+        with outage.committing(self.conn):
+            self.conn.commit()
         self._committed = True
 
     def rollback(self) -> None:
@@ -899,7 +914,8 @@ class SqlUnitOfWork:
             self.put_idempotency_many(receipts)
             self.commit()
             return
-        self._pg_pipeline(pg_batch_writes(chosen, receipts, due), commit=True)
+        with outage.committing(self.conn):
+            self._pg_pipeline(pg_batch_writes(chosen, receipts, due), commit=True)
         for book in chosen:
             book.clear_pending()
         self.commit()

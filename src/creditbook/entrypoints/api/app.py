@@ -9,27 +9,22 @@ background worker, and uses the dependencies of ``deps.py``:
 ``ServicesDep``, ``MemberDep``, ``AdminDep``, ``OperatorDep``,
 ``IdempotencyKey``).
 
-Every request gets a request id (the caller's ``X-Request-ID`` if it is
-sane, else a new one), echoed in ``X-Request-ID`` and present on every log
-line of the request; each request is logged once as JSON.
+Every request gets a request id and one JSON log line (``request_log.py``).
+A database outage answers 503 ``database_unavailable`` with ``Retry-After``
+on every route, the dashboard's included; ``Services.outages`` counts them.
 """
 
 from __future__ import annotations
 
-import logging
-import re
-import time
 from typing import Any
 
 from fastapi import APIRouter, FastAPI
 from fastapi.exceptions import RequestValidationError
 from fastapi.openapi.utils import get_openapi
 from starlette.exceptions import HTTPException as StarletteHTTPException
-from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from creditbook.config import Settings
-from creditbook.domain.errors import CreditbookError
-from creditbook.domain.ids import new_id
+from creditbook.domain.errors import CreditbookError, DatabaseUnavailable
 from creditbook.entrypoints.api import (
     routes_batch,
     routes_credits,
@@ -42,16 +37,18 @@ from creditbook.entrypoints.api import (
 )
 from creditbook.entrypoints.api.deps import Services
 from creditbook.entrypoints.api.edge import AllowedHosts, StrictTransport
-from creditbook.entrypoints.api.logs import install_request_id_factory, request_id_var
+from creditbook.entrypoints.api.logs import install_request_id_factory
 from creditbook.entrypoints.api.problems import (
+    PROBLEM_JSON,
     Problem,
     creditbook_error_handler,
+    database_unavailable_handler,
     http_error_handler,
-    internal_error_response,
     unexpected_error_handler,
     validation_error_handler,
 )
 from creditbook.entrypoints.api.ratelimit import TokenBucketLimiter
+from creditbook.entrypoints.api.request_log import RequestContext
 from creditbook.service.access import AccessService
 from creditbook.service.credits import Creditbook
 
@@ -68,58 +65,6 @@ ROUTERS: list[APIRouter] = [
     routes_purchases.router,
     routes_enrichment.router,
 ]
-_REQUEST_ID = re.compile(r"^[A-Za-z0-9._:-]{1,128}$")
-log = logging.getLogger("creditbook.api")
-
-
-class RequestContext:
-    """Pure ASGI middleware: request id, one JSON log line per request, last-resort 500."""
-
-    def __init__(self, app: ASGIApp) -> None:
-        self.app = app
-
-    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        if scope["type"] != "http":
-            await self.app(scope, receive, send)
-            return
-        given = ""
-        for name, value in scope.get("headers", ()):
-            if name == b"x-request-id":
-                given = value.decode("latin-1")
-                break
-        # new_id draws its random bytes in bulk: uuid4 makes one os.urandom system
-        # call per request, a tenth of a charge's server time in this sandbox.
-        request_id = given if _REQUEST_ID.match(given) else new_id("req")
-        token = request_id_var.set(request_id)
-        started = time.perf_counter()
-        state: dict[str, Any] = {"status": 500, "started": False}
-
-        async def send_with_id(message: Message) -> None:
-            if message["type"] == "http.response.start":
-                state["status"] = message["status"]
-                state["started"] = True
-                headers = list(message.get("headers", []))
-                headers.append((b"x-request-id", request_id.encode()))
-                message = {**message, "headers": headers}
-            await send(message)
-
-        try:
-            await self.app(scope, receive, send_with_id)
-        except Exception:
-            log.exception("unhandled error")
-            if not state["started"]:
-                await internal_error_response()(scope, receive, send_with_id)
-        finally:
-            log.info(
-                "request",
-                extra={
-                    "method": scope.get("method"),
-                    "path": scope.get("path"),
-                    "status": state["status"],
-                    "duration_ms": round((time.perf_counter() - started) * 1000, 2),
-                },
-            )
-            request_id_var.reset(token)
 
 
 def create_app(book: Creditbook, settings: Settings | None = None) -> FastAPI:
@@ -164,13 +109,21 @@ def create_app(book: Creditbook, settings: Settings | None = None) -> FastAPI:
 
     app.mount("/dashboard", create_dashboard(book, access, settings))
     app.add_exception_handler(CreditbookError, creditbook_error_handler)
+    app.add_exception_handler(DatabaseUnavailable, database_unavailable_handler)
     app.add_exception_handler(RequestValidationError, validation_error_handler)
     app.add_exception_handler(StarletteHTTPException, http_error_handler)
     app.add_exception_handler(Exception, unexpected_error_handler)
-    # The last added runs first: request id, then HSTS, then the Host check.
+    # The last added runs first: the request context (request id, one log line,
+    # outages answered and counted) is outermost, so the errors of every
+    # middleware inside it are answered and logged there too (tested); then
+    # HSTS, then the Host check.
     app.add_middleware(AllowedHosts, settings=settings)
     app.add_middleware(StrictTransport, settings=settings)
-    app.add_middleware(RequestContext)
+    app.add_middleware(
+        RequestContext,
+        outages=app.state.services.outages,
+        retry_after=settings.database_retry_after_seconds,
+    )
 
     def openapi() -> dict[str, Any]:
         if app.openapi_schema is None:
@@ -184,8 +137,24 @@ def create_app(book: Creditbook, settings: Settings | None = None) -> FastAPI:
             schemas["Problem"] = Problem.model_json_schema(
                 ref_template="#/components/schemas/{model}"
             )
+            _every_operation_may_be_unavailable(schema)
             app.openapi_schema = schema
         return app.openapi_schema
 
     app.openapi = openapi  # type: ignore[method-assign]
     return app
+
+
+def _every_operation_may_be_unavailable(schema: dict[str, Any]) -> None:
+    """Any route that touches the database may answer 503 ``database_unavailable``."""
+    answer = {
+        "description": "Database unavailable; see Retry-After and the problem's `outcome`",
+        "headers": {"Retry-After": {"schema": {"type": "integer"}}},
+        "content": {PROBLEM_JSON: {"schema": {"$ref": "#/components/schemas/Problem"}}},
+    }
+    for path, operations in schema.get("paths", {}).items():
+        if path in ("/healthz", "/v1/noop"):
+            continue  # no database work
+        for operation in operations.values():
+            if isinstance(operation, dict) and "responses" in operation:
+                operation["responses"].setdefault("503", answer)

@@ -39,6 +39,7 @@ from creditbook.entrypoints.api.problems import TeamSuspended, Unauthorized
 from creditbook.entrypoints.api.ratelimit import TokenBucketLimiter
 from creditbook.service.access import AccessService, Principal, hash_key
 from creditbook.service.credits import Creditbook
+from creditbook.service.outages import OutageCounter
 
 KEY_CACHE_SECONDS = 5.0
 OPERATOR = "operator"
@@ -51,6 +52,8 @@ class Services:
     settings: Settings
     limiter: TokenBucketLimiter
     exempt_keys: frozenset[str]
+    # Requests refused for a database outage (counted by request_log.RequestContext).
+    outages: OutageCounter = field(default_factory=OutageCounter)
     _cache: dict[str, tuple[Principal, float]] = field(default_factory=dict)
     _cache_lock: threading.Lock = field(default_factory=threading.Lock)
     _generation: int = 0

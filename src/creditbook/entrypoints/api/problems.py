@@ -3,13 +3,21 @@
 ``CreditbookError`` subclasses map through their own ``status`` and ``code``
 (``insufficient_credits`` keeps ``needed`` and ``available``); request
 validation becomes 422 ``validation_error`` with the field errors; unknown
-routes and methods become ``not_found`` / ``method_not_allowed``. Anything
-else is a bug and answers 500 ``internal_error`` (logged with its traceback).
+routes and methods become ``not_found`` / ``method_not_allowed``. A database
+that cannot serve answers 503 ``database_unavailable`` with ``Retry-After``
+and ``outcome`` (``not_applied``, or ``unknown`` when the request may have
+committed). Anything else is a bug and answers 500 ``internal_error``
+(logged with its traceback).
+
+A refusal that the request's log line should name (5xx) is noted in the
+ASGI scope (``note_refusal``); ``request_log.RequestContext`` writes that
+one line.
 """
 
 from __future__ import annotations
 
 import logging
+from collections.abc import MutableMapping
 from typing import Any
 
 from fastapi import Request
@@ -19,11 +27,12 @@ from fastapi.responses import JSONResponse
 from pydantic import BaseModel, ConfigDict, Field
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
-from creditbook.domain.errors import CreditbookError, RateLimited
+from creditbook.domain.errors import CreditbookError, DatabaseUnavailable, RateLimited
 from creditbook.entrypoints.api.logs import request_id_var
 from creditbook.entrypoints.api.ratelimit import retry_after_header
 
 PROBLEM_JSON = "application/problem+json"
+REFUSAL = "creditbook.refusal"  # the ASGI scope's key for the error a request was refused with
 log = logging.getLogger("creditbook.api")
 
 _RESERVED = {"type", "title", "status", "detail", "code", "instance", "request_id"}
@@ -53,6 +62,14 @@ class Problem(BaseModel):
     request_id: str | None = None
     needed: int | None = Field(None, description="insufficient_credits: credits needed")
     available: int | None = Field(None, description="insufficient_credits: credits available")
+    outcome: str | None = Field(
+        None,
+        description="database_unavailable: `not_applied` (nothing changed), or `unknown` (it "
+        "may have taken effect: retry with the same Idempotency-Key to get its answer)",
+    )
+    retry_after: float | None = Field(
+        None, description="database_unavailable, rate_limited: seconds to wait before a retry"
+    )
 
 
 class Unauthorized(CreditbookError):
@@ -110,10 +127,38 @@ async def creditbook_error_handler(request: Request, exc: Exception) -> JSONResp
     if isinstance(exc, Unauthorized):
         headers["WWW-Authenticate"] = 'Bearer realm="creditbook"'
     if exc.status >= 500:
-        log.error("server-side refusal %s: %s", exc.code, exc.message)
+        note_refusal(request.scope, exc)
     return problem_response(
         exc.status, exc.code, exc.title, exc.message, request, exc.details, headers or None
     )
+
+
+def note_refusal(scope: MutableMapping[str, Any], exc: CreditbookError) -> None:
+    """Remember ``exc`` for the request's one log line (the dashboard's handlers too)."""
+    scope[REFUSAL] = exc
+
+
+def database_unavailable_response(
+    exc: DatabaseUnavailable, retry_after: int, request: Request | None = None
+) -> JSONResponse:
+    """503 ``database_unavailable``: ``Retry-After`` and ``outcome`` say when and whether
+    to retry (with the same idempotency key when the outcome is unknown)."""
+    return problem_response(
+        exc.status,
+        exc.code,
+        exc.title,
+        exc.message,
+        request,
+        {**exc.details, "retry_after": retry_after},
+        {"Retry-After": str(retry_after)},
+    )
+
+
+async def database_unavailable_handler(request: Request, exc: Exception) -> JSONResponse:
+    assert isinstance(exc, DatabaseUnavailable)
+    note_refusal(request.scope, exc)
+    settings = request.app.state.services.settings
+    return database_unavailable_response(exc, settings.database_retry_after_seconds, request)
 
 
 async def validation_error_handler(request: Request, exc: Exception) -> JSONResponse:
@@ -185,7 +230,7 @@ def problem_responses(*statuses: int) -> dict[int | str, dict[str, Any]]:
         409: "Conflict (idempotency key reuse, hold not active, ...)",
         422: "Invalid input",
         429: "Rate limited; see Retry-After",
-        503: "Not ready",
+        503: "Database unavailable or not ready; see Retry-After",
     }
     return {
         s: {

@@ -19,7 +19,7 @@ from fastapi import APIRouter, Request
 from fastapi.encoders import jsonable_encoder
 from pydantic import BaseModel, Field
 
-from creditbook.domain.errors import CreditbookError
+from creditbook.domain.errors import CreditbookError, DatabaseUnavailable
 from creditbook.entrypoints.api.deps import MemberDep, ServicesDep, actor_of
 from creditbook.entrypoints.api.logs import request_id_var
 from creditbook.entrypoints.api.problems import problem_responses
@@ -92,8 +92,12 @@ def charge_batch(
         )
         for c in body.charges
     ]
+    outcomes = svc.book.charge_many(me.team_id, items)
+    unavailable = [o for o in outcomes if isinstance(o, DatabaseUnavailable)]
+    if unavailable and len(unavailable) == len(outcomes):
+        raise unavailable[0]  # the batch's one transaction met an outage: 503, as any route
     results: list[ItemResult] = []
-    for outcome in svc.book.charge_many(me.team_id, items):
+    for outcome in outcomes:
         if isinstance(outcome, CreditbookError):
             results.append(ItemResult(status=outcome.status, body=_problem(outcome, request)))
         else:

@@ -35,6 +35,7 @@ def serve(
     """Run the HTTP API (docs at /docs, schema at /openapi.json)."""
     import uvicorn
 
+    from creditbook.adapters.db.engine import make_engine
     from creditbook.bootstrap import open as open_book
     from creditbook.bootstrap import settle_gc
     from creditbook.entrypoints.api import create_app
@@ -44,7 +45,12 @@ def serve(
     settings.check_served()  # before the database is opened
     warn_if_weak_operator_key(settings)
     url = database_url or State.database_url or settings.database_url
-    engine_book = open_book(url, catalog=State.catalog or settings.catalog)
+    engine = make_engine(
+        url,
+        busy_timeout=settings.database_busy_timeout_seconds,
+        connect_timeout=settings.database_connect_timeout_seconds,
+    )
+    engine_book = open_book(engine=engine, catalog=State.catalog or settings.catalog)
     if settings.group_commit:
         # Replaces the committer CREDITBOOK_GROUP_COMMIT=1 may have started in open().
         engine_book.enable_group_commit(on_loop=settings.group_commit_on_loop)
@@ -54,7 +60,7 @@ def serve(
         application,
         host=host,
         port=port,
-        log_config=log_config(log_level.upper()),
+        log_config=log_config(log_level.upper(), settings.outage_log_interval_seconds),
         access_log=False,
     )
 

@@ -29,9 +29,10 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.responses import RedirectResponse, Response
 
 from creditbook.config import Settings
-from creditbook.domain.errors import CreditbookError, Forbidden
+from creditbook.domain.errors import CreditbookError, DatabaseUnavailable, Forbidden
 from creditbook.domain.ledger import Actor
 from creditbook.domain.team import Member, Team
+from creditbook.entrypoints.api.problems import database_unavailable_response, note_refusal
 from creditbook.entrypoints.web.session import DashboardSessions, SessionCodec, WebSession
 from creditbook.entrypoints.web.signin_links import ConsoleMailer, LinkMailer, SignInLinks
 from creditbook.service.access import AccessService
@@ -144,6 +145,8 @@ def current_user(request: Request) -> WebUser | None:
         member = dash.access.get_member(found.team_id, found.member_id)
         team = dash.book.get_team(found.team_id)
         status = dash.access.team_status(found.team_id)
+    except DatabaseUnavailable:
+        raise  # an outage says nothing about the session: it stays signed in
     except CreditbookError:
         end_session(request)
         return None
@@ -225,7 +228,8 @@ def render(
     dash = dashboard_of(request)
     session = session_of(request)
     ctx: dict[str, Any] = {
-        "user": current_user(request),
+        # A page may say who is signed in without a database round trip (the outage page).
+        "user": context["user"] if context and "user" in context else current_user(request),
         "csrf": session.csrf,
         "flash": session.take_flash(),
         "prefix": PREFIX,
@@ -321,6 +325,24 @@ def create_dashboard(
             {"title": exc.title, "message": exc.message, "code": exc.code, "status": exc.status},
             status=exc.status,
         )
+
+    @app.exception_handler(DatabaseUnavailable)
+    async def unavailable(request: Request, exc: DatabaseUnavailable) -> Response:
+        # A page, or problem+json for the pages' scripts; never a redirect that would
+        # only fail again, and no database round trip to render it.
+        note_refusal(request.scope, exc)
+        retry_after = dashboard_of(request).settings.database_retry_after_seconds
+        accept = request.headers.get("accept", "")
+        if request.url.path.endswith(".json") or ("json" in accept and "text/html" not in accept):
+            return database_unavailable_response(exc, retry_after, request)
+        page = render(
+            request,
+            "error.html",
+            {"title": exc.title, "message": exc.message, "code": exc.code, "user": None},
+            status=exc.status,
+        )
+        page.headers["Retry-After"] = str(retry_after)
+        return page
 
     @app.exception_handler(StarletteHTTPException)
     async def http_error(request: Request, exc: StarletteHTTPException) -> Response:
