@@ -46,6 +46,13 @@ class Settings(BaseSettings):
     enrichment_concurrency: int = 32
     enrichment_chunk_size: int = 500
     enrichment_dedupe_days: int = 30
+    # The outbound-URL guard (adapters/net/guard.py, docs/security.md): a team's
+    # webhook URL may not point at a loopback, private, link-local, multicast,
+    # reserved or unspecified address, at save time and at send time; https is
+    # required outside development. True turns the address checks off so that
+    # development and tests can post to a local receiver. `creditbook.open`
+    # reads it through OutboundSettings below.
+    webhook_allow_private: bool = False
 
     @field_validator("env")
     @classmethod
@@ -70,3 +77,18 @@ class Settings(BaseSettings):
         if problems:
             raise InvalidInput("unsafe production settings: " + "; ".join(problems))
         return self
+
+
+class OutboundSettings(BaseSettings):
+    """The outbound-URL guard's settings alone, as ``creditbook.open`` reads them.
+
+    The library opens without the server's ``Settings`` (and their production
+    checks), so the two fields the guard needs are read here the same way:
+    ``CREDITBOOK_ENV`` (https required unless ``development``) and
+    ``CREDITBOOK_WEBHOOK_ALLOW_PRIVATE``.
+    """
+
+    model_config = SettingsConfigDict(env_prefix="CREDITBOOK_", extra="ignore")
+
+    env: str = "development"
+    webhook_allow_private: bool = False
