@@ -13,6 +13,7 @@ from typing import Annotated
 import typer
 
 from creditbook.config import Settings
+from creditbook.domain.limits import MAX_RETENTION_DAYS
 from creditbook.entrypoints.cli.app import State, app, book, console
 from creditbook.service.access import AccessService
 
@@ -23,7 +24,7 @@ app.add_typer(idempotency_app, name="idempotency")
 @app.command("serve")
 def serve(
     host: Annotated[str, typer.Option(help="Interface to bind.")] = "127.0.0.1",
-    port: Annotated[int, typer.Option(help="TCP port.")] = 8000,
+    port: Annotated[int, typer.Option(min=0, max=65_535, help="TCP port.")] = 8000,
     database_url: Annotated[
         str | None,
         typer.Option("--database-url", help="SQLAlchemy URL (overrides the global option)."),
@@ -58,7 +59,10 @@ def serve(
 @idempotency_app.command("purge")
 def purge(
     older_than_days: Annotated[
-        int, typer.Option(min=30, help="Delete keys older than this (at least 30 days).")
+        int,
+        typer.Option(
+            min=30, max=MAX_RETENTION_DAYS, help="Delete keys older than this (at least 30 days)."
+        ),
     ] = 30,
 ) -> None:
     """Delete idempotency keys older than N days (they are kept at least 30)."""
