@@ -18,7 +18,7 @@ from creditbook.adapters.db.repository import SqlUnitOfWork
 from creditbook.adapters.net.guard import OutboundGuard
 from creditbook.adapters.payments import PaymentProvider, build_payment_provider
 from creditbook.catalog import load_catalog
-from creditbook.config import OutboundSettings
+from creditbook.config import OutboundSettings, Settings
 from creditbook.domain.catalog import Catalog
 from creditbook.domain.clock import Clock, SystemClock
 from creditbook.service.access import AccessService
@@ -67,7 +67,7 @@ def open(
     return book
 
 
-def outbound_guard(settings: OutboundSettings | None = None) -> OutboundGuard:
+def outbound_guard(settings: OutboundSettings | Settings | None = None) -> OutboundGuard:
     """The outbound-URL guard the settings ask for (https outside development)."""
     settings = settings or OutboundSettings()
     return OutboundGuard(

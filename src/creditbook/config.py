@@ -50,8 +50,8 @@ class Settings(BaseSettings):
     # webhook URL may not point at a loopback, private, link-local, multicast,
     # reserved or unspecified address, at save time and at send time; https is
     # required outside development. True turns the address checks off so that
-    # development and tests can post to a local receiver. `creditbook.open`
-    # reads it through OutboundSettings below.
+    # development and tests can post to a local receiver. `creditbook serve`
+    # reads it here, the library (`creditbook.open`) through OutboundSettings.
     webhook_allow_private: bool = False
 
     @field_validator("env")

@@ -152,7 +152,7 @@ class OutboundGuard:
         parsed = self._parse(url, field)
         if self.allow_private:
             return url
-        host = parsed.host
+        host = parsed.raw_host.decode("ascii")  # what the sender connects to (IDNA-encoded)
         literal = literal_address(host)
         if literal is not None:
             self._refuse_unsafe(url, host, [literal], field, resolved=False)

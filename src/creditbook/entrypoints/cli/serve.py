@@ -35,13 +35,15 @@ def serve(
     import uvicorn
 
     from creditbook.bootstrap import open as open_book
-    from creditbook.bootstrap import settle_gc
+    from creditbook.bootstrap import outbound_guard, settle_gc
     from creditbook.entrypoints.api import create_app
     from creditbook.entrypoints.api.logs import log_config
 
     settings = Settings()
     url = database_url or State.database_url or settings.database_url
-    engine_book = open_book(url, catalog=State.catalog or settings.catalog)
+    engine_book = open_book(
+        url, catalog=State.catalog or settings.catalog, outbound=outbound_guard(settings)
+    )
     if settings.group_commit:
         # Replaces the committer CREDITBOOK_GROUP_COMMIT=1 may have started in open().
         engine_book.enable_group_commit(on_loop=settings.group_commit_on_loop)
