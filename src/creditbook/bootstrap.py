@@ -15,8 +15,10 @@ from sqlalchemy import Engine
 from creditbook.adapters.db import migrate
 from creditbook.adapters.db.engine import make_engine
 from creditbook.adapters.db.repository import SqlUnitOfWork
+from creditbook.adapters.net.guard import OutboundGuard
 from creditbook.adapters.payments import PaymentProvider, build_payment_provider
 from creditbook.catalog import load_catalog
+from creditbook.config import OutboundSettings, Settings
 from creditbook.domain.catalog import Catalog
 from creditbook.domain.clock import Clock, SystemClock
 from creditbook.service.access import AccessService
@@ -33,10 +35,13 @@ def open(
     engine: Engine | None = None,
     upgrade: bool = True,
     payment_provider: PaymentProvider | None = None,
+    outbound: OutboundGuard | None = None,
 ) -> Creditbook:
     """A ready ``Creditbook`` on ``database_url`` (SQLite in the user data dir by default).
 
     ``upgrade=True`` applies pending migrations first, so a new file works at once.
+    ``outbound`` is the policy for the URLs teams set (webhooks); by default it
+    comes from ``CREDITBOOK_ENV`` and ``CREDITBOOK_WEBHOOK_ALLOW_PRIVATE``.
     """
     engine = engine or make_engine(database_url)
     if upgrade and not migrate.is_up_to_date(engine):
@@ -54,11 +59,21 @@ def open(
         or build_payment_provider(
             os.environ.get("CREDITBOOK_PAYMENT_PROVIDER", "manual"), os.environ
         ),
+        guard=outbound or outbound_guard(),
     )
     # Members' and API keys' monthly caps hold on every spend, whichever entry
     # point makes it: the library, the CLI, the API, the dashboard, a job.
     AccessService(book).install()
     return book
+
+
+def outbound_guard(settings: OutboundSettings | Settings | None = None) -> OutboundGuard:
+    """The outbound-URL guard the settings ask for (https outside development)."""
+    settings = settings or OutboundSettings()
+    return OutboundGuard(
+        allow_private=settings.webhook_allow_private,
+        require_https=settings.env != "development",
+    )
 
 
 SERVER_YOUNG_THRESHOLD = 20_000

@@ -126,6 +126,14 @@ class Settings(BaseSettings):
     database_connect_timeout_seconds: int = Field(10, ge=1, le=600)
     outage_log_interval_seconds: float = Field(10.0, ge=0.1, le=3600)
 
+    # The outbound-URL guard (adapters/net/guard.py, docs/security.md): a team's
+    # webhook URL may not point at a loopback, private, link-local, multicast,
+    # reserved or unspecified address, at save time and at send time; https is
+    # required outside development. True turns the address checks off so that
+    # development and tests can post to a local receiver. `creditbook serve`
+    # reads it here, the library (`creditbook.open`) through OutboundSettings.
+    webhook_allow_private: bool = False
+
     @field_validator("env")
     @classmethod
     def _known_env(cls, value: str) -> str:
@@ -203,3 +211,18 @@ class Settings(BaseSettings):
 
 def _host_list(value: str) -> list[str]:
     return [h.strip().lower() for h in value.split(",") if h.strip()]
+
+
+class OutboundSettings(BaseSettings):
+    """The outbound-URL guard's settings alone, as ``creditbook.open`` reads them.
+
+    The library opens without the server's ``Settings`` (and their production
+    checks), so the two fields the guard needs are read here the same way:
+    ``CREDITBOOK_ENV`` (https required unless ``development``) and
+    ``CREDITBOOK_WEBHOOK_ALLOW_PRIVATE``.
+    """
+
+    model_config = SettingsConfigDict(env_prefix="CREDITBOOK_", extra="ignore")
+
+    env: str = "development"
+    webhook_allow_private: bool = False

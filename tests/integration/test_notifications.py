@@ -13,8 +13,10 @@ import pytest
 
 import creditbook
 from creditbook import Actor, FrozenClock
+from creditbook.adapters.net.guard import OutboundGuard
 from creditbook.adapters.notify import HttpWebhookSender, verify_signature
 from creditbook.adapters.payments import FakePaymentProvider
+from creditbook.bootstrap import outbound_guard
 from creditbook.service.notifications import NotificationService
 from creditbook.service.purchases import install
 
@@ -66,6 +68,13 @@ class FlakyReceiver:
 
 
 @pytest.fixture
+def local(monkeypatch: pytest.MonkeyPatch) -> OutboundGuard:
+    """The outbound-URL guard with CREDITBOOK_WEBHOOK_ALLOW_PRIVATE=true: the receiver is local."""
+    monkeypatch.setenv("CREDITBOOK_WEBHOOK_ALLOW_PRIVATE", "true")
+    return outbound_guard()
+
+
+@pytest.fixture
 def receiver() -> Iterator[FlakyReceiver]:
     found = FlakyReceiver(failures=2)
     yield found
@@ -73,10 +82,14 @@ def receiver() -> Iterator[FlakyReceiver]:
 
 
 def test_an_alert_reaches_a_receiver_that_fails_twice_once_with_a_valid_signature(
-    book: creditbook.Creditbook, clock: FrozenClock, receiver: FlakyReceiver
+    book: creditbook.Creditbook, clock: FrozenClock, receiver: FlakyReceiver, local: OutboundGuard
 ) -> None:
     notifications = NotificationService(
-        book.uow, clock, HttpWebhookSender(timeout_seconds=2), base_delay=timedelta(seconds=10)
+        book.uow,
+        clock,
+        HttpWebhookSender(timeout_seconds=2, guard=local),
+        base_delay=timedelta(seconds=10),
+        guard=local,
     )
     shop = install(book, FakePaymentProvider(), notifications)
     team = book.create_team("Alerted").id
@@ -131,13 +144,13 @@ def test_an_alert_without_a_webhook_stays_in_app_and_others_can_raise_alerts(
 
 
 def test_an_alert_is_given_up_after_its_last_attempt(
-    book: creditbook.Creditbook, clock: FrozenClock
+    book: creditbook.Creditbook, clock: FrozenClock, local: OutboundGuard
 ) -> None:
     from creditbook.adapters.notify import FakeWebhookSender
 
     sender = FakeWebhookSender()
     notifications = NotificationService(
-        book.uow, clock, sender, max_attempts=3, base_delay=timedelta(seconds=1)
+        book.uow, clock, sender, max_attempts=3, base_delay=timedelta(seconds=1), guard=local
     )
     shop = install(book, FakePaymentProvider(), notifications)
     team = book.create_team("Down").id

@@ -28,6 +28,7 @@ STABLE_CODES = {
     "UnknownPlan": ("unknown_plan", 422),
     "InvalidCatalog": ("invalid_catalog", 422),
     "InvalidAmount": ("invalid_amount", 422),
+    "UnsafeUrl": ("unsafe_url", 422),
     "NotFound": ("not_found", 404),
     "TeamNotFound": ("not_found", 404),
     "MemberNotFound": ("not_found", 404),

@@ -12,7 +12,8 @@ exits with ``exit_code``. Nothing is written when one of these is raised.
     │   ├── UnknownOutcome               unknown_outcome       422
     │   ├── UnknownPlan                  unknown_plan          422
     │   ├── InvalidCatalog               invalid_catalog       422
-    │   └── InvalidAmount                invalid_amount        422
+    │   ├── InvalidAmount                invalid_amount        422
+    │   └── UnsafeUrl                    unsafe_url            422
     ├── NotFound                         not_found             404
     │   ├── TeamNotFound                 not_found             404
     │   ├── MemberNotFound               not_found             404
@@ -120,6 +121,15 @@ class UnknownPlan(InvalidInput):
 
 class InvalidCatalog(InvalidInput):
     code = "invalid_catalog"
+
+
+class UnsafeUrl(InvalidInput):
+    """An outbound URL (a team's webhook) that points where the server must not send:
+    a loopback, private, link-local, multicast, reserved or unspecified address,
+    or plain http where https is required (``adapters/net/guard.py``)."""
+
+    code = "unsafe_url"
+    title = "Unsafe URL"
 
 
 class NotFound(CreditbookError):

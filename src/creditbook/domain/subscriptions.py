@@ -59,6 +59,7 @@ from creditbook.domain.catalog import Allowance, Catalog, Plan
 from creditbook.domain.errors import Conflict, InvalidCatalog, InvalidInput
 from creditbook.domain.grants import Category, Source
 from creditbook.domain.ledger import Entry
+from creditbook.domain.limits import MAX_SEATS
 from creditbook.domain.periods import (
     Period,
     period,
@@ -87,7 +88,6 @@ __all__ = [
 ]
 
 MIN_SEATS = 1
-MAX_SEATS = 10_000
 
 
 class TrialAlreadyUsed(Conflict):

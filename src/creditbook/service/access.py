@@ -58,6 +58,7 @@ from creditbook.domain.errors import (
 )
 from creditbook.domain.ids import new_id
 from creditbook.domain.ledger import EntryKind
+from creditbook.domain.limits import check_credits
 from creditbook.domain.team import Member, Role, Team
 from creditbook.service.credits import Creditbook
 
@@ -595,5 +596,4 @@ class AccessService:
 
 
 def _check_cap(cap: int | None) -> None:
-    if cap is not None and (isinstance(cap, bool) or not isinstance(cap, int) or cap < 0):
-        raise InvalidInput("a monthly cap is a whole number of credits >= 0", field="monthly_cap")
+    check_credits(cap, "monthly_cap", label="a monthly cap")

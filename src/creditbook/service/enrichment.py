@@ -34,7 +34,6 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import csv
 import io
 import json
 import math
@@ -77,8 +76,10 @@ from creditbook.domain.errors import (
 from creditbook.domain.holds import Hold, HoldStatus
 from creditbook.domain.ids import new_id
 from creditbook.domain.ledger import SYSTEM, Actor
+from creditbook.domain.limits import check_credits
 from creditbook.domain.pricing import max_quote
 from creditbook.service.credits import Creditbook, request_hash
+from creditbook.service.csv_safe import csv_writer
 from creditbook.service.job_leases import (
     JobStateConflict,
     JobStillOwned,
@@ -1547,7 +1548,7 @@ class EnrichmentService:
         """The results as CSV: the lead's fields, then status/value/credits per feature."""
         job = self.get_job(team_id, job_id)
         out = io.StringIO()
-        writer = csv.writer(out)
+        writer = csv_writer(out)
         header = ["lead_index", *LEAD_FIELDS]
         for f in job.features:
             header += [f"{f}_status", f"{f}_value", f"{f}_credits", f"{f}_source"]
@@ -1712,10 +1713,7 @@ class _NoSender:
 
 
 def _check_limit(limit: int | None) -> None:
-    if limit is not None and (isinstance(limit, bool) or not isinstance(limit, int) or limit < 0):
-        raise InvalidInput(
-            f"credit_limit is a whole number of credits >= 0, got {limit!r}", field="credit_limit"
-        )
+    check_credits(limit, "credit_limit")
 
 
 def _new_item(

@@ -10,7 +10,10 @@ commands) posts each pending alert to the team's webhook URL, signed with
 the team's secret (``Creditbook-Signature: t=<unix>,v1=<hex HMAC-SHA256 of
 "t.body">``) and carrying its id (``Creditbook-Event-Id``) so a receiver
 can deduplicate. A failed attempt is retried with exponential backoff
-(``base_delay * 2**(attempts-1)``, capped) up to ``max_attempts``; a row is
+(``base_delay * 2**(attempts-1)``, capped) up to ``max_attempts``; a
+destination the outbound-URL guard refuses (``adapters/net/guard.py``: a
+private, loopback, link-local... address, or http where https is required)
+fails at once with the guard's reason, nothing sent; a row is
 claimed before it is sent, so two workers never post the same alert at the
 same time, and a delivered row is never sent again. A team without a
 webhook URL gets its alerts in-app only (status ``skipped``).
@@ -36,6 +39,7 @@ from sqlalchemy import and_, insert, or_, select, update
 
 from creditbook.adapters.db.repository import SqlUnitOfWork
 from creditbook.adapters.db.tables_purchases import billing_settings, notifications
+from creditbook.adapters.net.guard import OutboundGuard
 from creditbook.adapters.notify.base import (
     EVENT_ID_HEADER,
     SIGNATURE_HEADER,
@@ -169,11 +173,15 @@ class NotificationService:
         base_delay: timedelta = timedelta(seconds=5),
         max_delay: timedelta = timedelta(hours=1),
         claim_timeout: timedelta = timedelta(seconds=60),
+        guard: OutboundGuard | None = None,
     ) -> None:
+        # The guard checks webhook URLs when they are saved; the HTTP sender checks
+        # them again, with the same policy, when it sends.
+        self.guard = guard or OutboundGuard()
         if sender is None:
             from creditbook.adapters.notify.http import HttpWebhookSender
 
-            sender = HttpWebhookSender()
+            sender = HttpWebhookSender(guard=self.guard)
         self.uow = uow_factory
         self.clock = clock
         self.sender = sender
@@ -326,7 +334,7 @@ class NotificationService:
                 }
                 report.delivered += 1
                 report.ids.append(row.id)
-            elif attempts >= self.max_attempts:
+            elif result.refused or attempts >= self.max_attempts:
                 values = {
                     "status": "failed",
                     "attempts": attempts,

@@ -47,20 +47,19 @@ from __future__ import annotations
 
 import builtins
 import contextlib
-import csv
 import dataclasses
 import io
 import threading
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any, Protocol, runtime_checkable
-from urllib.parse import urlparse
 
 from sqlalchemy import insert, select, update
 
 from creditbook.adapters.db.repository import SqlUnitOfWork
 from creditbook.adapters.db.tables import members
 from creditbook.adapters.db.tables_purchases import payment_events, purchases
+from creditbook.adapters.net.guard import OutboundGuard
 from creditbook.adapters.payments.base import (
     PaymentEvent,
     PaymentEventType,
@@ -83,9 +82,11 @@ from creditbook.domain.errors import (
 from creditbook.domain.grants import Category, Source
 from creditbook.domain.ids import new_id
 from creditbook.domain.ledger import SYSTEM, Actor, EntryKind
+from creditbook.domain.limits import MAX_COOLDOWN_SECONDS, check_credits, check_whole
 from creditbook.domain.money import Money
 from creditbook.domain.team import Role
 from creditbook.service.credits import Creditbook, actor_dict
+from creditbook.service.csv_safe import csv_writer
 from creditbook.service.notifications import (
     AlertKind,
     NotificationService,
@@ -314,10 +315,11 @@ class PurchaseService:
         book: Creditbook,
         provider: PaymentProvider | None = None,
         notifications: NotificationService | None = None,
+        guard: OutboundGuard | None = None,
     ) -> None:
         self.book = book
         self.provider: PaymentProvider = provider or ManualPaymentProvider()
-        self.notifications = notifications or NotificationService(book.uow, book.clock)
+        self.notifications = notifications or NotificationService(book.uow, book.clock, guard=guard)
         self._queued = threading.local()
 
     def install(self) -> PurchaseService:
@@ -716,7 +718,7 @@ class PurchaseService:
             "member_id",
         ]
         out = io.StringIO()
-        writer = csv.writer(out, lineterminator="\n")
+        writer = csv_writer(out, lineterminator="\n")
         writer.writerow(columns)
         for p in reversed(self.list(team_id, limit=MAX_PAGE)):
             data = p.to_dict()
@@ -976,22 +978,26 @@ class PurchaseService:
         self._require_admin(team_id, actor, "change billing settings")
         changes: dict[str, Any] = {}
         if low_balance_threshold is not _UNSET:
-            changes["low_balance_threshold"] = _non_negative(
+            changes["low_balance_threshold"] = check_credits(
                 low_balance_threshold, "low_balance_threshold"
             )
             changes["below_threshold"] = False
         shown_secret: str | None = None
         if webhook_url is not _UNSET:
-            changes["webhook_url"] = _check_url(webhook_url)
+            # The outbound-URL guard refuses private, loopback, link-local... destinations
+            # now, and the sender checks again when it sends (DNS can change).
+            changes["webhook_url"] = (
+                self.notifications.guard.check_url(webhook_url) if webhook_url else None
+            )
         if webhook_secret is not _UNSET:
-            if webhook_secret is not None and len(webhook_secret) < 16:
+            if webhook_secret is not None and not 16 <= len(webhook_secret) <= 200:
                 raise InvalidInput(
-                    "a webhook secret has at least 16 characters", field="webhook_secret"
+                    "a webhook secret has 16 to 200 characters", field="webhook_secret"
                 )
             changes["webhook_secret"] = webhook_secret
             shown_secret = webhook_secret
         if auto_recharge_threshold is not _UNSET:
-            changes["auto_recharge_threshold"] = _non_negative(
+            changes["auto_recharge_threshold"] = check_credits(
                 auto_recharge_threshold, "auto_recharge_threshold"
             )
         if auto_recharge_credits is not _UNSET:
@@ -999,15 +1005,12 @@ class PurchaseService:
                 self.quote(credits=auto_recharge_credits)
             changes["auto_recharge_credits"] = auto_recharge_credits
         if auto_recharge_cooldown_seconds is not _UNSET:
-            if (
-                not isinstance(auto_recharge_cooldown_seconds, int)
-                or auto_recharge_cooldown_seconds < 0
-            ):
-                raise InvalidInput(
-                    "the auto-recharge cooldown is a whole number of seconds, 0 or more",
-                    field="auto_recharge_cooldown_seconds",
-                )
-            changes["auto_recharge_cooldown_seconds"] = auto_recharge_cooldown_seconds
+            changes["auto_recharge_cooldown_seconds"] = check_whole(
+                auto_recharge_cooldown_seconds,
+                "auto_recharge_cooldown_seconds",
+                maximum=MAX_COOLDOWN_SECONDS,
+                what="a whole number of seconds",
+            )
         if auto_recharge_payment_method is not _UNSET:
             changes["auto_recharge_payment_method"] = auto_recharge_payment_method
             if auto_recharge_payment_method is not None and isinstance(self.provider, SavesCards):
@@ -1232,34 +1235,6 @@ def _cooled_down(row: Any, now: datetime) -> bool:
     return last is None or now - last >= timedelta(seconds=row.auto_recharge_cooldown_seconds)
 
 
-def _non_negative(value: int | None, field: str) -> int | None:
-    if value is None:
-        return None
-    if isinstance(value, bool) or not isinstance(value, int) or value < 0:
-        raise InvalidInput(f"{field} is a whole number of credits, 0 or more", field=field)
-    return value
-
-
-def _check_url(url: str | None) -> str | None:
-    if url is None or url == "":
-        return None
-    try:
-        parsed = urlparse(url)
-    except ValueError:
-        parsed = urlparse("")
-    if (
-        parsed.scheme not in ("http", "https")
-        or not parsed.netloc
-        or len(url) > 2000
-        or any(ord(c) <= 32 for c in url)
-    ):
-        raise InvalidInput(
-            f"webhook URL {url!r} must be an absolute http(s) URL of at most 2000 characters",
-            field="webhook_url",
-        )
-    return url
-
-
 def _fields(settings: BillingSettings) -> dict[str, Any]:
     return {name: getattr(settings, name) for name in BillingSettings.__dataclass_fields__}
 
@@ -1268,6 +1243,11 @@ def install(
     book: Creditbook,
     provider: PaymentProvider | None = None,
     notifications: NotificationService | None = None,
+    guard: OutboundGuard | None = None,
 ) -> PurchaseService:
-    """Build the purchase service for ``book`` and register its guard and hooks."""
-    return PurchaseService(book, provider, notifications).install()
+    """Build the purchase service for ``book`` and register its guard and hooks.
+
+    ``guard`` is the outbound-URL policy of the webhooks (when ``notifications``
+    is not given; a given notification service brings its own).
+    """
+    return PurchaseService(book, provider, notifications, guard).install()

@@ -12,7 +12,6 @@ on SQLite and PostgreSQL without time-zone support in SQL.
 
 from __future__ import annotations
 
-import csv
 import io
 from dataclasses import dataclass
 from datetime import UTC, date, datetime, timedelta
@@ -27,6 +26,7 @@ from creditbook.domain.errors import InvalidInput, TeamNotFound
 from creditbook.domain.ledger import EntryKind
 from creditbook.service.access import calendar_month_start
 from creditbook.service.credits import Creditbook
+from creditbook.service.csv_safe import csv_writer
 
 GROUPS = ("feature", "member", "api_key", "job", "day")
 # The ledger column each grouping reads ("day" is computed from ``created_at``).
@@ -63,7 +63,7 @@ class UsageReport:
 
     def to_csv(self) -> str:
         out = io.StringIO()
-        writer = csv.writer(out, lineterminator="\n")
+        writer = csv_writer(out, lineterminator="\n")
         writer.writerow([self.group_by, "credits", "uses", "attempts"])
         for r in self.rows:
             writer.writerow([r.key or "", r.credits, r.uses, r.attempts])

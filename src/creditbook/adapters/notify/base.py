@@ -21,11 +21,16 @@ DEFAULT_TOLERANCE_SECONDS = 300
 
 @dataclass(frozen=True, slots=True)
 class SendResult:
-    """What happened to one delivery attempt: ``ok`` for a 2xx answer."""
+    """What happened to one delivery attempt: ``ok`` for a 2xx answer.
+
+    ``refused``: the outbound-URL guard refused the destination before any
+    connection was made (retrying cannot help; nothing was sent).
+    """
 
     ok: bool
     status_code: int | None = None
     error: str | None = None
+    refused: bool = False
 
 
 @runtime_checkable

@@ -28,6 +28,7 @@ from fastapi import APIRouter, Path, Query, Response, status
 from fastapi.responses import JSONResponse
 from pydantic import BaseModel, ConfigDict, Field
 
+from creditbook.domain.limits import MAX_CREDITS, MAX_DEDUPE_DAYS, MAX_JOB_LEADS
 from creditbook.entrypoints.api.deps import (
     AdminDep,
     IdempotencyKey,
@@ -120,15 +121,15 @@ class JobCreate(BaseModel):
     )
     features: list[str] = Field(..., min_length=1, examples=[["email_finder", "phone_finder"]])
     provider: str | None = Field(None, examples=["sandbox"])
-    sample_size: int | None = Field(None, ge=1)
+    sample_size: int | None = Field(None, ge=1, le=MAX_JOB_LEADS)
     estimate_only: bool = False
-    credit_limit: int | None = Field(None, ge=0)
+    credit_limit: int | None = Field(None, ge=0, le=MAX_CREDITS)
 
 
 class ResumeIn(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
-    credit_limit: int | None = Field(None, ge=0)
+    credit_limit: int | None = Field(None, ge=0, le=MAX_CREDITS)
 
 
 class AiVariableIn(BaseModel):
@@ -160,7 +161,7 @@ class SettingsIn(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
     auto_resume: bool | None = None
-    dedupe_window_days: int | None = Field(None, ge=0, le=3650)
+    dedupe_window_days: int | None = Field(None, ge=0, le=MAX_DEDUPE_DAYS)
 
 
 def _job(job: EnrichmentJob) -> dict[str, Any]:

@@ -23,6 +23,7 @@ from fastapi import APIRouter, Header, Path, Query, Request, Response, status
 from pydantic import BaseModel, ConfigDict, Field
 
 from creditbook.domain.errors import Forbidden
+from creditbook.domain.limits import MAX_COOLDOWN_SECONDS, MAX_CREDITS
 from creditbook.entrypoints.api.deps import (
     AdminDep,
     IdempotencyKey,
@@ -68,7 +69,9 @@ class Strict(BaseModel):
 
 
 class PurchaseCreate(Strict):
-    credits: int | None = Field(None, ge=1, le=10**12, description="a custom number of credits")
+    credits: int | None = Field(
+        None, ge=1, le=MAX_CREDITS, description="a custom number of credits"
+    )
     package: str | None = Field(
         None, min_length=1, max_length=32, pattern=_NO_NUL, description="a package name, e.g. 1k"
     )
@@ -129,6 +132,10 @@ class NotificationBody(BaseModel):
     attempts: int
     created_at: str
     delivered_at: str | None
+    last_error: str | None = Field(
+        description="why the last delivery attempt failed; a destination the outbound-URL "
+        "guard refused says so, nothing was sent to it"
+    )
 
     @classmethod
     def of(cls, n: Notification) -> NotificationBody:
@@ -142,14 +149,14 @@ class NotificationList(BaseModel):
 
 class AutoRechargeIn(Strict):
     enabled: bool | None = None
-    threshold: int | None = Field(None, ge=0, le=10**12)
-    credits: int | None = Field(None, ge=1, le=10**12)
+    threshold: int | None = Field(None, ge=0, le=MAX_CREDITS)
+    credits: int | None = Field(None, ge=1, le=MAX_CREDITS)
     payment_method: str | None = Field(None, min_length=1, max_length=255, pattern=_TOKEN)
-    cooldown_seconds: int | None = Field(None, ge=0, le=10**8)
+    cooldown_seconds: int | None = Field(None, ge=0, le=MAX_COOLDOWN_SECONDS)
 
 
 class SettingsIn(Strict):
-    low_balance_threshold: int | None = Field(None, ge=0, le=10**12)
+    low_balance_threshold: int | None = Field(None, ge=0, le=MAX_CREDITS)
     webhook_url: str | None = Field(None, max_length=2000, pattern=r"^https?://[^\x00-\x20]+$")
     webhook_secret: str | None = Field(None, min_length=16, max_length=200, pattern=_TOKEN)
     auto_recharge: AutoRechargeIn | None = None

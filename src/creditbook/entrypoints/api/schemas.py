@@ -14,12 +14,17 @@ from pydantic import AfterValidator, BaseModel, ConfigDict, Field, StringConstra
 
 from creditbook.domain.book import Balance
 from creditbook.domain.ledger import Entry
+from creditbook.domain.limits import (
+    MAX_CALL_SECONDS,
+    MAX_CREDITS,
+    MAX_HOLD_TTL_SECONDS,
+    MAX_QUANTITY,
+    MAX_SEATS,
+)
 from creditbook.domain.team import Member, Team
 from creditbook.service.access import KeyInfo
 from creditbook.service.receipts import ChargeReceipt, Drawn, GrantReceipt, HoldReceipt
 
-MAX_CREDITS = 10**12
-MAX_QUANTITY = 1_000_000
 _NO_NUL = r"^[^\x00]*$"
 
 Text = Annotated[str, StringConstraints(min_length=1, max_length=200, pattern=_NO_NUL)]
@@ -55,14 +60,14 @@ class Strict(BaseModel):
 class TeamCreate(Strict):
     name: Text
     plan: Key | None = Field(None, description="a plan key of the catalog, e.g. email_pro")
-    seats: int = Field(1, ge=1, le=10_000)
+    seats: int = Field(1, ge=1, le=MAX_SEATS)
     time_zone: TimeZone = Field("UTC", description="IANA time zone, e.g. Europe/Paris")
     admin_email: Email
 
 
 class TeamPatch(Strict):
     plan: Key | None = None
-    seats: int | None = Field(None, ge=1, le=10_000)
+    seats: int | None = Field(None, ge=1, le=MAX_SEATS)
     status: Literal["active", "suspended", "cancelled"] | None = Field(
         None,
         description="suspended: refuse the team's keys; cancelled: cancel the subscription; "
@@ -311,7 +316,7 @@ class LemlistCredits(BaseModel):
 
 
 class CallIn(Strict):
-    duration_seconds: int = Field(ge=0, le=7 * 86_400)
+    duration_seconds: int = Field(ge=0, le=MAX_CALL_SECONDS)
     answered: bool
     destination: Key
 
@@ -326,7 +331,7 @@ class ChargeCreate(Strict):
 class HoldCreate(Strict):
     feature: Key
     quantity: int = Field(1, ge=1, le=MAX_QUANTITY)
-    ttl_seconds: int | None = Field(None, ge=1, le=30 * 86_400)
+    ttl_seconds: int | None = Field(None, ge=1, le=MAX_HOLD_TTL_SECONDS)
     call: CallIn | None = None
 
 

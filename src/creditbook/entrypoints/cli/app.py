@@ -21,6 +21,13 @@ from creditbook.bootstrap import open as open_book
 from creditbook.domain.book import Balance
 from creditbook.domain.errors import AuditFailed, CreditbookError
 from creditbook.domain.ledger import Actor, Entry
+from creditbook.domain.limits import (
+    MAX_CALL_SECONDS,
+    MAX_CREDITS,
+    MAX_HOLD_TTL_SECONDS,
+    MAX_PAGE,
+    MAX_QUANTITY,
+)
 from creditbook.domain.pricing import Call
 from creditbook.service.credits import Creditbook
 
@@ -149,7 +156,7 @@ def member_list(team_id: str) -> None:
 @app.command("grant")
 def grant(
     team_id: str,
-    credits: int,
+    credits: Annotated[int, typer.Argument(max=MAX_CREDITS, help="Credits to give.")],
     category: Annotated[str, typer.Option(help="free or purchased.")] = "free",
     source: Annotated[str, typer.Option(help="gift, adjustment, purchase, plan, trial.")] = "gift",
     scope: Annotated[
@@ -184,9 +191,11 @@ def grant(
 def charge(
     team_id: str,
     feature: str,
-    quantity: Annotated[int, typer.Option(help="Leads or requests.")] = 1,
+    quantity: Annotated[int, typer.Option(max=MAX_QUANTITY, help="Leads or requests.")] = 1,
     outcome: Annotated[str | None, typer.Option(help="The result; billable ones cost.")] = None,
-    duration: Annotated[int | None, typer.Option(help="Call duration in seconds.")] = None,
+    duration: Annotated[
+        int | None, typer.Option(max=MAX_CALL_SECONDS, help="Call duration in seconds.")
+    ] = None,
     answered: Annotated[bool, typer.Option(help="Was the call answered?")] = True,
     destination: Annotated[str | None, typer.Option(help="Call tier or country code.")] = None,
     member: MemberOpt = None,
@@ -214,8 +223,12 @@ def charge(
 def hold(
     team_id: str,
     feature: str,
-    quantity: Annotated[int, typer.Option(help="Leads, requests or call minutes.")] = 1,
-    ttl: Annotated[int | None, typer.Option(help="Seconds before it is released.")] = None,
+    quantity: Annotated[
+        int, typer.Option(max=MAX_QUANTITY, help="Leads, requests or call minutes.")
+    ] = 1,
+    ttl: Annotated[
+        int | None, typer.Option(max=MAX_HOLD_TTL_SECONDS, help="Seconds before it is released.")
+    ] = None,
     destination: Annotated[str | None, typer.Option(help="Call tier or country code.")] = None,
     member: MemberOpt = None,
     idempotency_key: KeyOpt = None,
@@ -242,8 +255,12 @@ def capture(
     team_id: str,
     hold_id: str,
     outcome: Annotated[str | None, typer.Option(help="The result.")] = None,
-    quantity: Annotated[int | None, typer.Option(help="Uses to charge (<= held).")] = None,
-    duration: Annotated[int | None, typer.Option(help="Call duration in seconds.")] = None,
+    quantity: Annotated[
+        int | None, typer.Option(max=MAX_QUANTITY, help="Uses to charge (<= held).")
+    ] = None,
+    duration: Annotated[
+        int | None, typer.Option(max=MAX_CALL_SECONDS, help="Call duration in seconds.")
+    ] = None,
     answered: Annotated[bool, typer.Option(help="Was the call answered?")] = True,
     idempotency_key: KeyOpt = None,
 ) -> None:
@@ -309,7 +326,9 @@ def ledger_table(entries: tuple[Entry, ...] | list[Entry], title: str = "Ledger"
 @app.command("ledger")
 def ledger(
     team_id: str,
-    limit: Annotated[int, typer.Option(help="Entries to show (newest first).")] = 50,
+    limit: Annotated[
+        int, typer.Option(min=1, max=MAX_PAGE, help="Entries to show (newest first).")
+    ] = 50,
     feature: Annotated[str | None, typer.Option(help="Only this feature.")] = None,
     kind: Annotated[str | None, typer.Option(help="Only this kind of entry.")] = None,
     member: MemberOpt = None,

@@ -35,7 +35,7 @@ def demo(
         bool, typer.Option("--serve", help="Then serve the dashboard on a demo team.")
     ] = False,
     host: Annotated[str, typer.Option(help="Interface to bind with --serve.")] = "127.0.0.1",
-    port: Annotated[int, typer.Option(help="TCP port with --serve.")] = 8000,
+    port: Annotated[int, typer.Option(min=0, max=65_535, help="TCP port with --serve.")] = 8000,
 ) -> None:
     """Create a demo team, spend credits on each feature, print balance and ledger."""
     settings = None

@@ -23,6 +23,7 @@ from rich.progress import (
 )
 from rich.table import Table
 
+from creditbook.domain.limits import MAX_CREDITS, MAX_JOB_LEADS
 from creditbook.entrypoints.cli.app import app, book, console
 from creditbook.service.enrichment import (
     EnrichmentJob,
@@ -113,13 +114,17 @@ def enrich(
         str | None, typer.Option("--member", help="Member the charges are attributed to.")
     ] = None,
     sample: Annotated[
-        int | None, typer.Option("--sample", help="Enrich N leads first to estimate the rest.")
+        int | None,
+        typer.Option(
+            "--sample", max=MAX_JOB_LEADS, help="Enrich N leads first to estimate the rest."
+        ),
     ] = None,
     estimate_only: Annotated[
         bool, typer.Option("--estimate-only", help="Spend nothing beyond the sample.")
     ] = False,
     credit_limit: Annotated[
-        int | None, typer.Option("--credit-limit", help="Stop after spending this much.")
+        int | None,
+        typer.Option("--credit-limit", max=MAX_CREDITS, help="Stop after spending this much."),
     ] = None,
     provider: Annotated[
         str | None, typer.Option("--provider", help="Provider set: default or sandbox.")
@@ -156,7 +161,8 @@ def status(job_id: str) -> None:
 def resume(
     job_id: str,
     credit_limit: Annotated[
-        int | None, typer.Option("--credit-limit", help="A new credit limit for the job.")
+        int | None,
+        typer.Option("--credit-limit", max=MAX_CREDITS, help="A new credit limit for the job."),
     ] = None,
 ) -> None:
     """Resume a paused (or killed) job here; nothing already charged is charged again.

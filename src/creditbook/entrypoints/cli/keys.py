@@ -21,6 +21,7 @@ import typer
 from rich.table import Table
 
 from creditbook.domain.errors import InvalidInput
+from creditbook.domain.limits import MAX_CREDITS
 from creditbook.entrypoints.cli.app import app, book, console, member_app
 from creditbook.service.access import AccessService, KeyInfo, KeyKind
 
@@ -53,7 +54,10 @@ def issue(
     member_id: str,
     label: Annotated[str | None, typer.Option("--label", help="What the key is for.")] = None,
     monthly_cap: Annotated[
-        int | None, typer.Option("--monthly-cap", help="Credits spent through the key a month.")
+        int | None,
+        typer.Option(
+            "--monthly-cap", max=MAX_CREDITS, help="Credits spent through the key a month."
+        ),
     ] = None,
     service: Annotated[
         bool,
@@ -109,7 +113,9 @@ def list_keys(
 def cap_key(
     team_id: str,
     key_id: str,
-    credits: Annotated[int | None, typer.Argument(help="Credits a month (0 or more).")] = None,
+    credits: Annotated[
+        int | None, typer.Argument(max=MAX_CREDITS, help="Credits a month (0 or more).")
+    ] = None,
     none: NoCap = False,
 ) -> None:
     """Set or remove the monthly cap of an API key."""
@@ -128,7 +134,9 @@ def revoke(team_id: str, key_id: str) -> None:
 def cap_member(
     team_id: str,
     member_id: str,
-    credits: Annotated[int | None, typer.Argument(help="Credits a month (0 or more).")] = None,
+    credits: Annotated[
+        int | None, typer.Argument(max=MAX_CREDITS, help="Credits a month (0 or more).")
+    ] = None,
     none: NoCap = False,
 ) -> None:
     """Set or remove a member's monthly cap."""

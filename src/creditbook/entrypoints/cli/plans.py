@@ -12,6 +12,7 @@ import typer
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
 from creditbook.domain.ledger import Actor
+from creditbook.domain.limits import MAX_CREDITS, MAX_SEATS, MAX_TICK_BATCH, MAX_TICK_PROCESSES
 from creditbook.entrypoints.cli.app import (
     KeyOpt,
     app,
@@ -71,7 +72,7 @@ def _operator() -> str:
 def team_plan(
     team_id: str,
     plan: str,
-    seats: Annotated[int, typer.Option("--seats", help="Seats (1-10,000).")] = 1,
+    seats: Annotated[int, typer.Option("--seats", max=MAX_SEATS, help="Seats (1-10,000).")] = 1,
     anchor: Annotated[
         datetime | None,
         typer.Option(help="Start of period 0 for a new subscription (ISO 8601; default now)."),
@@ -95,7 +96,11 @@ def team_plan(
 
 
 @team_app.command("seats")
-def team_seats(team_id: str, seats: int, idempotency_key: KeyOpt = None) -> None:
+def team_seats(
+    team_id: str,
+    seats: Annotated[int, typer.Argument(max=MAX_SEATS, help="Seats (1-10,000).")],
+    idempotency_key: KeyOpt = None,
+) -> None:
     """Set a team's seats; added seats get their allowance for the rest of the period."""
     _show(
         book().plans.change_seats(team_id, seats, actor=_actor(), idempotency_key=idempotency_key),
@@ -159,7 +164,7 @@ def team_show(team_id: str) -> None:
 @app.command("gift")
 def gift(
     team_id: str,
-    credits: int,
+    credits: Annotated[int, typer.Argument(max=MAX_CREDITS, help="Credits to give.")],
     reason: Annotated[str, typer.Option(help="Why (kept in the ledger).")],
     category: Annotated[str, typer.Option(help="free or purchased.")] = "free",
     scope: Annotated[
@@ -197,10 +202,16 @@ def gift(
 
 @app.command("tick")
 def tick(
-    batch_size: Annotated[int, typer.Option(help="Teams per transaction.", min=1)] = 500,
+    batch_size: Annotated[
+        int, typer.Option(help="Teams per transaction.", min=1, max=MAX_TICK_BATCH)
+    ] = 500,
     processes: Annotated[
         int,
-        typer.Option(help="Sweeping processes running at once (PostgreSQL; SQLite runs 1).", min=1),
+        typer.Option(
+            help="Sweeping processes running at once (PostgreSQL; SQLite runs 1).",
+            min=1,
+            max=MAX_TICK_PROCESSES,
+        ),
     ] = 1,
 ) -> None:
     """Bring every team with something due (period boundaries, expiries) up to date."""

@@ -21,6 +21,7 @@ import typer
 from rich.table import Table
 
 from creditbook.domain.ledger import Actor
+from creditbook.domain.limits import MAX_CREDITS, MAX_SWEEP_MINUTES
 from creditbook.entrypoints.cli.app import KeyOpt, app, book, console
 from creditbook.service.purchases import Purchase
 
@@ -42,7 +43,9 @@ def buy(
     team_id: str,
     member: Annotated[str, typer.Option("--member", help="Id of the admin who buys.")],
     package: Annotated[str | None, typer.Option("--package", help="Package name, e.g. 1k.")] = None,
-    credits: Annotated[int | None, typer.Option("--credits", help="A custom amount.")] = None,
+    credits: Annotated[
+        int | None, typer.Option("--credits", max=MAX_CREDITS, help="A custom amount.")
+    ] = None,
     payment_method: Annotated[
         str | None, typer.Option("--payment-method", help="Provider payment method (pm_...).")
     ] = None,
@@ -136,10 +139,19 @@ def deliver_alerts(
 @credits_app.command("sweep")
 def sweep(
     stalled_minutes: Annotated[
-        int, typer.Option("--stalled-minutes", min=1, help="Ask again or fail after this.")
+        int,
+        typer.Option(
+            "--stalled-minutes", min=1, max=MAX_SWEEP_MINUTES, help="Ask again or fail after this."
+        ),
     ] = 15,
     abandoned_hours: Annotated[
-        int, typer.Option("--abandoned-hours", min=1, help="Fail a started, unpaid purchase.")
+        int,
+        typer.Option(
+            "--abandoned-hours",
+            min=1,
+            max=MAX_SWEEP_MINUTES // 60,
+            help="Fail a started, unpaid purchase.",
+        ),
     ] = 24,
 ) -> None:
     """Settle purchases left pending (for a scheduler, every few minutes)."""

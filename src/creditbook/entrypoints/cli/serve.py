@@ -15,6 +15,7 @@ from typing import Annotated
 import typer
 
 from creditbook.config import Settings
+from creditbook.domain.limits import MAX_RETENTION_DAYS
 from creditbook.entrypoints.cli.app import State, app, book, console, err_console
 from creditbook.service.access import AccessService
 
@@ -25,7 +26,7 @@ app.add_typer(idempotency_app, name="idempotency")
 @app.command("serve")
 def serve(
     host: Annotated[str, typer.Option(help="Interface to bind.")] = "127.0.0.1",
-    port: Annotated[int, typer.Option(help="TCP port.")] = 8000,
+    port: Annotated[int, typer.Option(min=0, max=65_535, help="TCP port.")] = 8000,
     database_url: Annotated[
         str | None,
         typer.Option("--database-url", help="SQLAlchemy URL (overrides the global option)."),
@@ -37,7 +38,7 @@ def serve(
 
     from creditbook.adapters.db.engine import make_engine
     from creditbook.bootstrap import open as open_book
-    from creditbook.bootstrap import settle_gc
+    from creditbook.bootstrap import outbound_guard, settle_gc
     from creditbook.entrypoints.api import create_app
     from creditbook.entrypoints.api.logs import log_config
 
@@ -50,7 +51,9 @@ def serve(
         busy_timeout=settings.database_busy_timeout_seconds,
         connect_timeout=settings.database_connect_timeout_seconds,
     )
-    engine_book = open_book(engine=engine, catalog=State.catalog or settings.catalog)
+    engine_book = open_book(
+        engine=engine, catalog=State.catalog or settings.catalog, outbound=outbound_guard(settings)
+    )
     if settings.group_commit:
         # Replaces the committer CREDITBOOK_GROUP_COMMIT=1 may have started in open().
         engine_book.enable_group_commit(on_loop=settings.group_commit_on_loop)
@@ -77,7 +80,10 @@ def warn_if_weak_operator_key(settings: Settings) -> None:
 @idempotency_app.command("purge")
 def purge(
     older_than_days: Annotated[
-        int, typer.Option(min=30, help="Delete keys older than this (at least 30 days).")
+        int,
+        typer.Option(
+            min=30, max=MAX_RETENTION_DAYS, help="Delete keys older than this (at least 30 days)."
+        ),
     ] = 30,
 ) -> None:
     """Delete idempotency keys older than N days (they are kept at least 30)."""

@@ -8,7 +8,6 @@ a message. Admin actions are checked here *and* by the services.
 
 from __future__ import annotations
 
-import csv
 import io
 import secrets
 from collections.abc import Iterator
@@ -22,6 +21,7 @@ from starlette.responses import Response, StreamingResponse
 
 from creditbook.domain.errors import Forbidden, InvalidInput
 from creditbook.domain.ledger import Entry
+from creditbook.domain.limits import parse_whole
 from creditbook.entrypoints.web import charts
 from creditbook.entrypoints.web.app import (
     LINK_SESSION_PREFIX,
@@ -41,6 +41,7 @@ from creditbook.entrypoints.web.app import (
 )
 from creditbook.entrypoints.web.signin_links import ConsoleMailer
 from creditbook.service.credits import check_email
+from creditbook.service.csv_safe import csv_writer
 from creditbook.service.usage import UsageReport, usage
 
 router = APIRouter()
@@ -59,13 +60,8 @@ def _text(form: FormData, name: str) -> str:
 
 
 def _int_or_none(form: FormData, name: str, label: str) -> int | None:
-    raw = _text(form, name).replace(",", "").replace("_", "")
-    if not raw:
-        return None
-    try:
-        return int(raw)
-    except ValueError:
-        raise InvalidInput(f"{label} must be a whole number, got {raw!r}", field=name) from None
+    """A number of credits typed in a form, within the limits every entry point shares."""
+    return parse_whole(_text(form, name), name, label=label, what="a whole number of credits")
 
 
 def _day(raw: str | None, field: str, zone: ZoneInfo) -> datetime | None:
@@ -320,7 +316,7 @@ def usage_csv(request: Request, user: UserDep) -> Response:
 
     def rows() -> Iterator[str]:
         out = io.StringIO()
-        writer = csv.writer(out, lineterminator="\n")
+        writer = csv_writer(out, lineterminator="\n")
         writer.writerow(
             ["id", "created_at", "kind", "feature", "outcome", "quantity", "credits", "by", "memo"]
         )

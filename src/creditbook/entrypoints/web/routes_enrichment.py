@@ -24,6 +24,7 @@ from starlette.datastructures import FormData, UploadFile
 from starlette.responses import JSONResponse, Response
 
 from creditbook.domain.errors import InvalidInput
+from creditbook.domain.limits import MAX_JOB_LEADS, parse_whole
 from creditbook.entrypoints.web.app import (
     PREFIX,
     WebUser,
@@ -155,10 +156,16 @@ async def create_job(request: Request, user: UserDep, form: FormDep) -> Response
     action = form.get("action")
     sample: int | None = None
     if action == "sample":
-        raw_size = str(form.get("sample_size") or DEFAULT_SAMPLE).strip()
-        if not raw_size.isdigit():
-            raise InvalidInput("the sample size is a whole number of leads", field="sample_size")
-        sample = min(int(raw_size), len(leads)) if leads else int(raw_size)
+        size = parse_whole(
+            str(form.get("sample_size") or DEFAULT_SAMPLE),
+            "sample_size",
+            minimum=1,
+            maximum=MAX_JOB_LEADS,
+            label="the sample size",
+            what="a whole number of leads",
+        )
+        assert size is not None  # the default fills a blank field
+        sample = min(size, len(leads)) if leads else size
     job = await run_in_threadpool(
         service.create_job,
         user.team.id,
@@ -203,10 +210,13 @@ def job_status(request: Request, job_id: str, user: UserDep) -> Response:
 def resume(request: Request, job_id: str, user: UserDep, form: FormDep) -> Response:
     service = _service(request)
     _job_for(request, user, job_id)
-    raw_limit = str(form.get("credit_limit") or "").strip()
-    if raw_limit and not raw_limit.isdigit():
-        raise InvalidInput("the credit limit is a whole number of credits", field="credit_limit")
-    job = service.resume(user.team.id, job_id, credit_limit=int(raw_limit) if raw_limit else None)
+    limit = parse_whole(
+        str(form.get("credit_limit") or ""),
+        "credit_limit",
+        label="the credit limit",
+        what="a whole number of credits",
+    )
+    job = service.resume(user.team.id, job_id, credit_limit=limit)
     if job.status == "queued":
         _run_in_background(service, user.team.id, job.id)
     session_of(request).say("The job is running again from where it stopped.", "success")
