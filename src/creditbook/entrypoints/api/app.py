@@ -9,6 +9,11 @@ background worker, and uses the dependencies of ``deps.py``:
 ``ServicesDep``, ``MemberDep``, ``AdminDep``, ``OperatorDep``,
 ``IdempotencyKey``).
 
+Every request body is held to its route's limit as it streams in
+(``body_limits.py``: 413 ``payload_too_large``), and every request of a team key
+to its rate limits (``adapters/rate_limits.py``: 429 ``rate_limited``); the
+dashboard shares the application's rate limits.
+
 Every request gets a request id (the caller's ``X-Request-ID`` if it is
 sane, else a new one), echoed in ``X-Request-ID`` and present on every log
 line of the request; each request is logged once as JSON.
@@ -27,6 +32,7 @@ from fastapi.openapi.utils import get_openapi
 from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
+from creditbook.adapters.rate_limits import RateLimits
 from creditbook.config import Settings
 from creditbook.domain.errors import CreditbookError
 from creditbook.domain.ids import new_id
@@ -40,6 +46,7 @@ from creditbook.entrypoints.api import (
     routes_system,
     routes_teams,
 )
+from creditbook.entrypoints.api.body_limits import BodyLimit, BodyLimits
 from creditbook.entrypoints.api.deps import Services
 from creditbook.entrypoints.api.logs import install_request_id_factory, request_id_var
 from creditbook.entrypoints.api.problems import (
@@ -50,7 +57,6 @@ from creditbook.entrypoints.api.problems import (
     unexpected_error_handler,
     validation_error_handler,
 )
-from creditbook.entrypoints.api.ratelimit import TokenBucketLimiter
 from creditbook.service.access import AccessService
 from creditbook.service.credits import Creditbook
 
@@ -135,17 +141,8 @@ def create_app(book: Creditbook, settings: Settings | None = None) -> FastAPI:
             "details with a stable `code`. See docs/api.md."
         ),
     )
-    app.state.services = Services(
-        book=book,
-        access=access,
-        settings=settings,
-        limiter=TokenBucketLimiter(
-            settings.rate_limit_requests, settings.rate_limit_window_seconds
-        ),
-        exempt_keys=frozenset(
-            k.strip() for k in settings.rate_limit_exempt_keys.split(",") if k.strip()
-        ),
-    )
+    limits = RateLimits(settings)
+    app.state.services = Services(book=book, access=access, settings=settings, limits=limits)
     for router in ROUTERS:
         app.include_router(router)
     noop = settings.api_noop if settings.api_noop is not None else settings.env != "production"
@@ -153,12 +150,13 @@ def create_app(book: Creditbook, settings: Settings | None = None) -> FastAPI:
         app.include_router(routes_system.noop_router)
     from creditbook.entrypoints.web import create_dashboard  # the dashboard (issue 7)
 
-    app.mount("/dashboard", create_dashboard(book, access, settings))
+    app.mount("/dashboard", create_dashboard(book, access, settings, limits=limits))
     app.add_exception_handler(CreditbookError, creditbook_error_handler)
     app.add_exception_handler(RequestValidationError, validation_error_handler)
     app.add_exception_handler(StarletteHTTPException, http_error_handler)
     app.add_exception_handler(Exception, unexpected_error_handler)
-    app.add_middleware(RequestContext)
+    app.add_middleware(BodyLimit, limits=BodyLimits.of(settings))
+    app.add_middleware(RequestContext)  # added last: outermost, so a 413 has a request id
 
     def openapi() -> dict[str, Any]:
         if app.openapi_schema is None:

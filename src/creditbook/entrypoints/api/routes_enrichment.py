@@ -28,6 +28,7 @@ from creditbook.domain.errors import Forbidden
 from creditbook.entrypoints.api.deps import (
     AdminDep,
     IdempotencyKey,
+    KeyFirst,
     MemberDep,
     ServicesDep,
     actor_of,
@@ -68,6 +69,7 @@ router = APIRouter(
     tags=["enrichment"],
     responses=problem_responses(401, 403, 404, 422, 429),
     lifespan=_lifespan,
+    route_class=KeyFirst,  # a job's leads (up to max_upload_bytes) are read after the key
 )
 JobId = Annotated[str, Path(min_length=1, max_length=40, pattern=r"^[A-Za-z0-9_]+$")]
 

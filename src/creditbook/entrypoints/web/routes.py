@@ -37,7 +37,13 @@ from creditbook.entrypoints.web.app import (
     session_of,
     signed_in,
 )
-from creditbook.entrypoints.web.signin_links import ConsoleMailer
+from creditbook.entrypoints.web.limits import (
+    ExportLimit,
+    FailingAddressCheck,
+    LinkRequestLimit,
+    count_failed_signin,
+)
+from creditbook.entrypoints.web.signin_links import ConsoleMailer, InvalidSignInLink
 from creditbook.service.usage import UsageReport, usage
 
 router = APIRouter()
@@ -104,12 +110,13 @@ def signin_page(request: Request, next: str | None = None) -> Response:
 
 
 @router.post("/signin")
-def signin(request: Request, form: FormDep) -> Response:
+def signin(request: Request, form: FormDep, _: FailingAddressCheck) -> Response:
     dash = dashboard_of(request)
     key = _text(form, "api_key")
     target = safe_next(_text(form, "next") or None)
     principal = dash.access.verify(key) if key else None
     if principal is None:
+        count_failed_signin(request)
         return render(
             request,
             "signin.html",
@@ -129,7 +136,7 @@ def signin(request: Request, form: FormDep) -> Response:
 
 
 @router.post("/signin/link")
-def send_signin_link(request: Request, form: FormDep) -> Response:
+def send_signin_link(request: Request, form: FormDep, _: LinkRequestLimit) -> Response:
     links = dashboard_of(request).links
     if links is None:
         raise InvalidInput("sign-in links are not available here; sign in with an API key")
@@ -153,11 +160,15 @@ def signin_link_page(request: Request, token: str = "") -> Response:
 
 
 @router.post("/signin/link/redeem")
-def redeem_signin_link(request: Request, form: FormDep) -> Response:
+def redeem_signin_link(request: Request, form: FormDep, _: FailingAddressCheck) -> Response:
     links = dashboard_of(request).links
     if links is None:
         raise InvalidInput("sign-in links are not available here; sign in with an API key")
-    done = links.redeem(_text(form, "token"))
+    try:
+        done = links.redeem(_text(form, "token"))
+    except InvalidSignInLink:
+        count_failed_signin(request)
+        raise
     assert done.link_id.startswith(LINK_SESSION_PREFIX)
     session_of(request).sign_in(done.team_id, done.member_id, done.link_id)
     return redirect(f"{PREFIX}/")
@@ -295,7 +306,7 @@ def usage_page(request: Request, user: UserDep, cursor: str | None = None) -> Re
 
 
 @router.get("/usage.csv")
-def usage_csv(request: Request, user: UserDep) -> Response:
+def usage_csv(request: Request, user: UserDep, _: ExportLimit) -> Response:
     dash = dashboard_of(request)
     f = _filters(request, user)
     members = _members_by_id(request, user)
