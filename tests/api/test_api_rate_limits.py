@@ -73,8 +73,26 @@ def test_a_members_api_keys_share_one_member_budget(
         ] * 3
         # A second key of the same member is no way around the member's limit.
         refused = client.get("/v1/credits", headers=bearer(second))
-        assert "this member" in refused.json()["detail"]
+        assert "member" in refused.json()["detail"]
         assert _retry_after(refused) <= 60
+
+
+def test_a_key_keeps_its_own_limit_under_a_larger_member_limit(
+    book: creditbook.Creditbook, access: AccessService
+) -> None:
+    team_id, admin_id, first = _team(access)
+    second = access.issue_key(team_id, admin_id).api_key
+    settings = make_settings(
+        rate_limit_requests=2, rate_limit_window_seconds=60, rate_limit_member_requests=3
+    )
+    with TestClient(create_app(book, settings)) as client:
+        answers = [client.get("/v1/credits", headers=bearer(first)) for _ in range(3)]
+        assert [a.status_code for a in answers] == [200, 200, 429]
+        assert "this API key" in answers[-1].json()["detail"]
+        assert client.get("/v1/credits", headers=bearer(second)).status_code == 200
+        refused = client.get("/v1/credits", headers=bearer(second))
+        assert "member" in refused.json()["detail"]
+        _retry_after(refused)
 
 
 def test_a_team_has_a_larger_budget_of_its_own_that_all_its_members_share(

@@ -75,10 +75,21 @@ def test_a_json_body_over_1_mib_is_refused_413_whether_declared_or_streamed(
         # No Content-Length (chunked): counted as it arrives, refused past the limit.
         for path in ("/v1/charges", "/v1/charges:batch"):
             _assert_too_large(admin.post(path, content=_chunks(body), headers=as_json), MiB)
-        # Under the limit the same route parses the body as before.
+        # Under the limit the same routes parse the body as before; the largest valid
+        # batch (every field at its longest) fits in 1 MiB.
         fine = admin.post("/v1/charges", json={"feature": "email_finder", "outcome": "risky"})
         assert fine.status_code == 201, fine.text
         assert admin.get("/v1/credits").json()["available"] == 995
+        longest = {
+            "feature": "f" * 64,
+            "quantity": 1_000_000,
+            "outcome": "o" * 64,
+            "call": {"duration_seconds": 604_800, "answered": True, "destination": "d" * 64},
+        }
+        batch = {"charges": [{**longest, "idempotency_key": f"{i:0255d}"} for i in range(1000)]}
+        answered = admin.post("/v1/charges:batch", json=batch)
+        assert answered.status_code == 200, answered.text[:500]
+        assert answered.json()["failed"] == 1000  # an unknown feature each: read, parsed, refused
     assert httpx.get(f"{server.base_url}/healthz", timeout=5).status_code == 200
 
 

@@ -4,7 +4,9 @@ What is counted (settings in ``config.py``, defaults in brackets):
 
 - every request made with a team API key, three times: against its key [20 per
   2 s, lemlist's limit], its member (all the member's keys together) [the key's
-  limit: a second key gives a member no more] and its team [ten times the key's].
+  limit: a second key gives a member no more; while the member's limit is no
+  larger than the key's, the key's own count is implied and not kept] and its
+  team [ten times the key's].
   Keys listed in ``rate_limit_exempt_keys`` (the platform's service keys) count
   against nothing;
 - failed authentications (an unknown or revoked API key, a refused sign-in key or
@@ -25,8 +27,9 @@ rate; ``redis://host:port/db`` shares them between processes (Redis keys under
 ``rate_limit_prefix``, so that deployments can share one Redis). In memory the
 library's synchronous storage is called on the event loop (a few dictionary
 updates: microseconds, on the API's hot path); Redis is reached through its
-asyncio client, so a round trip never blocks the loop. When Redis fails, the
-counting falls back to this process's memory and says so in the log, at most
+asyncio client, so a round trip never blocks the loop, and within
+``SHARED_TIMEOUT_SECONDS``. When Redis fails, the counting falls back to this
+process's memory for ``SHARED_RETRY_SECONDS`` and says so in the log, at most
 once a minute: the API stays up and each process still limits.
 """
 
@@ -44,12 +47,16 @@ from limits import strategies as sync_strategies
 from limits.aio import strategies as aio_strategies
 from limits.errors import StorageError
 from limits.storage import MemoryStorage, storage_from_string
+from redis.asyncio.retry import Retry
+from redis.backoff import NoBackoff
 
 from creditbook.config import Settings
 from creditbook.domain.errors import RateLimited
 
 log = logging.getLogger("creditbook.rate_limits")
 TEAM_TIMES_KEY = 10  # a team's default limit, in keys' limits
+SHARED_TIMEOUT_SECONDS = 0.5  # to connect to Redis, and for each answer
+SHARED_RETRY_SECONDS = 5.0  # after a failure, count in memory this long before trying again
 _WARN_EVERY_SECONDS = 60.0
 
 
@@ -78,6 +85,9 @@ class RateLimits:
         self.team = _window(
             settings.rate_limit_team_requests or TEAM_TIMES_KEY * key_requests, window
         )
+        # A key's requests are its member's too: with a member limit no larger than the
+        # key's (the default), the key's own window could never refuse, so it is not kept.
+        self.count_keys = self.member.amount > self.key.amount
         self.failed_auth = parse(settings.rate_limit_failed_auth)
         self.signin_links = parse(settings.rate_limit_signin_links)
         self.exports = parse(settings.rate_limit_exports)
@@ -91,6 +101,7 @@ class RateLimits:
         self._memory = self._fallback if self.storage_uri.startswith("memory") else None
         self._shared = None if self._memory is not None else self._open_shared()
         self._shared_loop: asyncio.AbstractEventLoop | None = None
+        self._shared_down_until = float("-inf")
         self._warned_at = float("-inf")
 
     # ---- what the entrypoints count ----------------------------------------------------
@@ -99,10 +110,10 @@ class RateLimits:
         """One request of a team key: its key, its member, its team (in that order)."""
         if key_id in self.exempt_keys:
             return
-        if not await self._hit(self.key, "key", key_id):
+        if self.count_keys and not await self._hit(self.key, "key", key_id):
             await self._refuse(self.key, "requests", "this API key", "key", key_id)
         if not await self._hit(self.member, "member", team_id, member_id):
-            whose = "this member (all of the member's API keys together)"
+            whose = "this API key's member (all of the member's keys together)"
             await self._refuse(self.member, "requests", whose, "member", team_id, member_id)
         if not await self._hit(self.team, "team", team_id):
             await self._refuse(self.team, "requests", "this team", "team", team_id)
@@ -139,9 +150,18 @@ class RateLimits:
 
     # ---- over the storage ------------------------------------------------------------------
 
-    async def _hit(self, item: RateLimitItem, *ids: str) -> bool:
+    def _in_memory(self) -> sync_strategies.MovingWindowRateLimiter | None:
+        """The in-process counters, when they are the ones to use now."""
         if self._memory is not None:
-            return self._memory.hit(item, *ids)
+            return self._memory
+        if time.monotonic() < self._shared_down_until:
+            return self._fallback
+        return None
+
+    async def _hit(self, item: RateLimitItem, *ids: str) -> bool:
+        memory = self._in_memory()
+        if memory is not None:
+            return memory.hit(item, *ids)
         try:
             return await self._shared_limiter().hit(item, *ids)
         except StorageError as exc:
@@ -149,8 +169,9 @@ class RateLimits:
             return self._fallback.hit(item, *ids)
 
     async def _test(self, item: RateLimitItem, *ids: str) -> bool:
-        if self._memory is not None:
-            return self._memory.test(item, *ids)
+        memory = self._in_memory()
+        if memory is not None:
+            return memory.test(item, *ids)
         try:
             return await self._shared_limiter().test(item, *ids)
         except StorageError as exc:
@@ -158,8 +179,9 @@ class RateLimits:
             return self._fallback.test(item, *ids)
 
     async def _retry_after(self, item: RateLimitItem, *ids: str) -> float:
-        if self._memory is not None:
-            reset = self._memory.get_window_stats(item, *ids).reset_time
+        memory = self._in_memory()
+        if memory is not None:
+            reset = memory.get_window_stats(item, *ids).reset_time
         else:
             try:
                 reset = (await self._shared_limiter().get_window_stats(item, *ids)).reset_time
@@ -181,6 +203,10 @@ class RateLimits:
             implementation="redispy",
             key_prefix=self.prefix,
             wrap_exceptions=True,
+            # A Redis that hangs must not hold requests: fail fast, count in memory.
+            socket_connect_timeout=SHARED_TIMEOUT_SECONDS,
+            socket_timeout=SHARED_TIMEOUT_SECONDS,
+            retry=Retry(NoBackoff(), 0),  # type: ignore[arg-type]
         )
         return aio_strategies.MovingWindowRateLimiter(storage)
 
@@ -197,6 +223,7 @@ class RateLimits:
 
     def _storage_failed(self, exc: Exception) -> None:
         now = time.monotonic()
+        self._shared_down_until = now + SHARED_RETRY_SECONDS
         if now - self._warned_at >= _WARN_EVERY_SECONDS:
             self._warned_at = now
             log.error(
