@@ -19,8 +19,9 @@ Every request of a team key counts against its key, member and team
 (``adapters/rate_limits.py``). A key that fails to verify counts against the
 client address, and an address that failed too often is refused before its next
 key is read from the database. The routes of a ``KeyFirst`` router (the spend
-routes, batch charges) check the key before FastAPI reads and parses the body:
-an anonymous or rate-limited caller is refused without it.
+routes and the other credits routes, batch charges, enrichment) check the key
+before FastAPI reads and parses the body: an anonymous or rate-limited caller
+is refused without it.
 """
 
 from __future__ import annotations
