@@ -26,7 +26,7 @@ PG_SERVER_URL = os.environ.get(
     "CREDITBOOK_TEST_POSTGRES_URL", "postgresql+psycopg://postgres@127.0.0.1:5432/test"
 )
 START = datetime(2026, 1, 15, 9, 30, tzinfo=UTC)
-REAL_COMPONENT_MARKERS = ("postgres", "browser")
+REAL_COMPONENT_MARKERS = ("postgres", "browser", "redis")
 
 
 def _pg_admin_engine():  # type: ignore[no-untyped-def]
@@ -155,7 +155,7 @@ def pytest_terminal_summary(terminalreporter, exitstatus, config):  # type: igno
             terminalreporter.line(nodeid)
         if ci:
             terminalreporter.line(
-                f"CI=true: {len(_skipped_real)} PostgreSQL/browser test(s) were skipped; "
+                f"CI=true: {len(_skipped_real)} PostgreSQL/browser/Redis test(s) were skipped; "
                 "failing the run",
                 red=True,
             )

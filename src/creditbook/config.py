@@ -116,7 +116,7 @@ class Settings(BaseSettings):
                 )
         return value
 
-    # Database outages (docs/decisions/0010): the Retry-After of a 503
+    # Database outages (docs/decisions/0011): the Retry-After of a 503
     # ``database_unavailable``; how long a SQLite writer waits for a locked file
     # and a PostgreSQL connect for an answer before the database counts as
     # unavailable; how often the log sums up refused requests (the first of each
@@ -133,6 +133,56 @@ class Settings(BaseSettings):
     # development and tests can post to a local receiver. `creditbook serve`
     # reads it here, the library (`creditbook.open`) through OutboundSettings.
     webhook_allow_private: bool = False
+
+    # Request bodies (issue 22): the most bytes a body may have, counted as it streams in,
+    # before anything parses it (413 payload_too_large); see entrypoints/api/body_limits.py.
+    # JSON routes; enrichment job uploads (POST /v1/enrichment-jobs, the dashboard's CSV
+    # file); the Stripe webhook (read before its signature is checked); dashboard forms.
+    max_body_bytes: int = Field(1024 * 1024, ge=1024)
+    max_upload_bytes: int = Field(20 * 1024 * 1024, ge=1024)
+    max_webhook_bytes: int = Field(256 * 1024, ge=1024)
+    max_form_bytes: int = Field(64 * 1024, ge=1024)
+    # Rate limits (issue 22), beside the key's (rate_limit_requests per window, above); see
+    # adapters/rate_limits.py. Storage: memory:// counts in this process (N processes: N
+    # times the rates); redis://host:port/db shares the counters between processes.
+    rate_limit_storage: str = "memory://"
+    rate_limit_prefix: str = Field("creditbook", pattern=r"^[A-Za-z0-9_.:-]{1,64}$")
+    # Per member (all of the member's keys together) and per team, per window;
+    # None: the key's limit for a member, ten times it for a team.
+    rate_limit_member_requests: int | None = Field(None, ge=1)
+    rate_limit_team_requests: int | None = Field(None, ge=1)
+    # Written as the limits library parses them ("10/minute", "5 per 15 minutes").
+    # Failed authentications per client address; beyond it the address is refused
+    # before its keys are looked up. Sign-in link requests per client address and per
+    # email address. Dashboard CSV exports per member.
+    rate_limit_failed_auth: str = "10/minute"
+    rate_limit_signin_links: str = "5/15 minutes"
+    rate_limit_exports: str = "10/minute"
+
+    @field_validator("rate_limit_failed_auth", "rate_limit_signin_links", "rate_limit_exports")
+    @classmethod
+    def _rate_limit(cls, value: str) -> str:
+        from limits import parse
+
+        try:
+            amount = parse(value).amount
+        except ValueError:
+            amount = 0
+        if amount < 1:
+            raise ValueError(
+                f"{value!r} is not a rate limit: write it as '10/minute' or '5 per 15 minutes'"
+            )
+        return value
+
+    @field_validator("rate_limit_storage")
+    @classmethod
+    def _rate_limit_storage(cls, value: str) -> str:
+        scheme = value.split("://", 1)[0] if "://" in value else ""
+        if scheme not in ("memory", "redis", "rediss", "redis+unix"):
+            raise ValueError(
+                f"{value!r} is not a rate-limit storage: memory:// or redis://host:port/db"
+            )
+        return value
 
     @field_validator("env")
     @classmethod

@@ -250,13 +250,17 @@ def test_the_spend_routes_check_and_document_the_idempotency_key_as_a_header_par
 
 
 @pytest.mark.parametrize(("path", "body"), SPEND_ROUTES[:2])
-def test_a_spend_route_checks_the_body_before_the_key(
+def test_a_spend_route_checks_the_key_before_the_body(
     api: Api, path: str, body: dict[str, str] | None
 ) -> None:
-    # Decided (docs/api.md): FastAPI validates a spend request's path and body, then
-    # the route checks the key. A malformed request without a key is a 422 that
-    # reveals nothing but the published schema; a well-formed one is a 401.
-    malformed = api.client.post(path, json={"feature": 5, "quantity": "many"})
-    problem = assert_problem(malformed, 422, "validation_error")
+    # Decided (docs/api.md): the spend routes are KeyFirst, so an anonymous caller is
+    # refused before FastAPI reads or parses the body (issue 22); with a key, a
+    # malformed body is the usual 422.
+    team = api.new_team(credits=100)
+    malformed = {"feature": 5, "quantity": "many"}
+    assert_problem(api.client.post(path, json=malformed), 401, "unauthorized")
+    problem = assert_problem(
+        api.client.post(path, json=malformed, headers=team.admin), 422, "validation_error"
+    )
     assert {tuple(e["loc"][:1]) for e in problem["errors"]} == {("body",)}
     assert_problem(api.client.post(path, json=body), 401, "unauthorized")

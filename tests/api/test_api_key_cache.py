@@ -70,8 +70,7 @@ def _services(access: SlowAccess | GatedAccess) -> Services:
         book=cast(Any, None),
         access=cast(Any, access),
         settings=cast(Any, None),
-        limiter=cast(Any, None),
-        exempt_keys=frozenset(),
+        limits=cast(Any, None),
     )
 
 

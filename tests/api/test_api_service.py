@@ -12,7 +12,6 @@ from api_helpers import OPERATOR_KEY, Api, TestClient, assert_problem, bearer, m
 import creditbook
 from creditbook.entrypoints.api import create_app
 from creditbook.entrypoints.api.logs import JsonFormatter
-from creditbook.entrypoints.api.ratelimit import TokenBucketLimiter
 
 
 def test_invalid_bodies_are_422_problems_with_the_field_errors(api: Api) -> None:
@@ -82,7 +81,7 @@ def test_the_rate_limit_answers_429_with_retry_after_and_exempts_operator_and_se
         assert statuses == [200, 200, 200, 429]
         r = client.get("/v1/credits", headers=key)
         assert_problem(r, 429, "rate_limited")
-        assert 1 <= int(r.headers["retry-after"]) <= 20
+        assert 1 <= int(r.headers["retry-after"]) <= 60  # when the oldest of the 3 expires
         team_id = made["team"]["id"]
         assert all(
             client.get(f"/v1/teams/{team_id}", headers=op).status_code == 200 for _ in range(6)
@@ -98,17 +97,6 @@ def test_the_rate_limit_answers_429_with_retry_after_and_exempts_operator_and_se
     )
     with TestClient(exempt) as client:
         assert all(client.get("/v1/credits", headers=key).status_code == 200 for _ in range(5))
-
-
-def test_a_token_bucket_refills_at_its_rate() -> None:
-    now = [0.0]
-    limiter = TokenBucketLimiter(20, 2, clock=lambda: now[0])
-    assert all(limiter.take("k") == 0.0 for _ in range(20))
-    wait = limiter.take("k")
-    assert wait == pytest.approx(0.1)
-    now[0] += 0.1
-    assert limiter.take("k") == 0.0
-    assert limiter.take("other") == 0.0
 
 
 def test_every_response_echoes_a_request_id_and_every_log_line_carries_it(

@@ -12,6 +12,10 @@ background worker, and uses the dependencies of ``deps.py``:
 Every request gets a request id and one JSON log line (``request_log.py``).
 A database outage answers 503 ``database_unavailable`` with ``Retry-After``
 on every route, the dashboard's included; ``Services.outages`` counts them.
+Every request body is held to its route's limit as it streams in
+(``body_limits.py``: 413 ``payload_too_large``), and every request of a team key
+to its rate limits (``adapters/rate_limits.py``: 429 ``rate_limited``); the
+dashboard shares the application's rate limits.
 """
 
 from __future__ import annotations
@@ -23,6 +27,7 @@ from fastapi.exceptions import RequestValidationError
 from fastapi.openapi.utils import get_openapi
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
+from creditbook.adapters.rate_limits import RateLimits
 from creditbook.config import Settings
 from creditbook.domain.errors import CreditbookError, DatabaseUnavailable
 from creditbook.entrypoints.api import (
@@ -35,6 +40,7 @@ from creditbook.entrypoints.api import (
     routes_system,
     routes_teams,
 )
+from creditbook.entrypoints.api.body_limits import BodyLimit, BodyLimits
 from creditbook.entrypoints.api.deps import Services
 from creditbook.entrypoints.api.edge import AllowedHosts, StrictTransport
 from creditbook.entrypoints.api.logs import install_request_id_factory
@@ -47,7 +53,6 @@ from creditbook.entrypoints.api.problems import (
     unexpected_error_handler,
     validation_error_handler,
 )
-from creditbook.entrypoints.api.ratelimit import TokenBucketLimiter
 from creditbook.entrypoints.api.request_log import RequestContext
 from creditbook.service.access import AccessService
 from creditbook.service.credits import Creditbook
@@ -86,17 +91,8 @@ def create_app(book: Creditbook, settings: Settings | None = None) -> FastAPI:
             "details with a stable `code`. See docs/api.md."
         ),
     )
-    app.state.services = Services(
-        book=book,
-        access=access,
-        settings=settings,
-        limiter=TokenBucketLimiter(
-            settings.rate_limit_requests, settings.rate_limit_window_seconds
-        ),
-        exempt_keys=frozenset(
-            k.strip() for k in settings.rate_limit_exempt_keys.split(",") if k.strip()
-        ),
-    )
+    limits = RateLimits(settings)
+    app.state.services = Services(book=book, access=access, settings=settings, limits=limits)
     # A change of keys, members, roles or team status empties the key cache at
     # once, whether the API or the dashboard (same AccessService) made it.
     access.on_change.append(app.state.services.forget_keys)
@@ -107,7 +103,7 @@ def create_app(book: Creditbook, settings: Settings | None = None) -> FastAPI:
         app.include_router(routes_system.noop_router)
     from creditbook.entrypoints.web import create_dashboard  # the dashboard (issue 7)
 
-    app.mount("/dashboard", create_dashboard(book, access, settings))
+    app.mount("/dashboard", create_dashboard(book, access, settings, limits=limits))
     app.add_exception_handler(CreditbookError, creditbook_error_handler)
     app.add_exception_handler(DatabaseUnavailable, database_unavailable_handler)
     app.add_exception_handler(RequestValidationError, validation_error_handler)
@@ -115,10 +111,11 @@ def create_app(book: Creditbook, settings: Settings | None = None) -> FastAPI:
     app.add_exception_handler(Exception, unexpected_error_handler)
     # The last added runs first: the request context (request id, one log line,
     # outages answered and counted) is outermost, so the errors of every
-    # middleware inside it are answered and logged there too (tested); then
-    # HSTS, then the Host check.
+    # middleware inside it are answered and logged there too (a 413 has a
+    # request id); then the body limit, HSTS, the Host check.
     app.add_middleware(AllowedHosts, settings=settings)
     app.add_middleware(StrictTransport, settings=settings)
+    app.add_middleware(BodyLimit, limits=BodyLimits.of(settings))
     app.add_middleware(
         RequestContext,
         outages=app.state.services.outages,

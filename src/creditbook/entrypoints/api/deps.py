@@ -15,6 +15,14 @@ than the charge itself. Only a cache miss, which reads the database, goes to a
 thread. The spend routes (charge, hold, capture, release) take no dependency at
 all: they call ``spender(request)``, the same checks plus the ``Idempotency-Key``,
 because every dependency and declared parameter costs FastAPI work per request.
+
+Every request of a team key counts against its key, member and team
+(``adapters/rate_limits.py``). A key that fails to verify counts against the
+client address, and an address that failed too often is refused before its next
+key is read from the database. The routes of a ``KeyFirst`` router (the spend
+routes and the other credits routes, batch charges, enrichment) check the key
+before FastAPI reads and parses the body: an anonymous or rate-limited caller
+is refused without it.
 """
 
 from __future__ import annotations
@@ -23,20 +31,22 @@ import asyncio
 import hmac
 import threading
 import time
+from collections.abc import Callable, Coroutine
 from dataclasses import dataclass, field
 from typing import Annotated, Any
 
-from fastapi import Depends, Header, Request
+from fastapi import Depends, Header, Request, Response
 from fastapi.concurrency import run_in_threadpool
 from fastapi.exceptions import RequestValidationError
+from fastapi.routing import APIRoute
 from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 from pydantic import StringConstraints, TypeAdapter, ValidationError
 
+from creditbook.adapters.rate_limits import RateLimits, client_address
 from creditbook.config import Settings
-from creditbook.domain.errors import Forbidden, RateLimited
+from creditbook.domain.errors import Forbidden
 from creditbook.domain.ledger import Actor
 from creditbook.entrypoints.api.problems import TeamSuspended, Unauthorized
-from creditbook.entrypoints.api.ratelimit import TokenBucketLimiter
 from creditbook.service.access import AccessService, Principal, hash_key
 from creditbook.service.credits import Creditbook
 from creditbook.service.outages import OutageCounter
@@ -50,8 +60,7 @@ class Services:
     book: Creditbook
     access: AccessService
     settings: Settings
-    limiter: TokenBucketLimiter
-    exempt_keys: frozenset[str]
+    limits: RateLimits
     # Requests refused for a database outage (counted by request_log.RequestContext).
     outages: OutageCounter = field(default_factory=OutageCounter)
     _cache: dict[str, tuple[Principal, float]] = field(default_factory=dict)
@@ -143,14 +152,24 @@ bearer_scheme = HTTPBearer(
 )
 
 
+# Where a KeyFirst route leaves the caller it checked, for the dependencies to take.
+_CALLER = "creditbook.caller"
+
+
 async def caller(
+    request: Request,
     svc: ServicesDep,
     credentials: Annotated[HTTPAuthorizationCredentials | None, Depends(bearer_scheme)],
 ) -> Caller:
-    return await _authenticate(svc, credentials)
+    checked: Caller | None = request.scope.get(_CALLER)
+    if checked is not None:
+        return checked
+    return await _authenticate(svc, request, credentials)
 
 
-async def _authenticate(svc: Services, credentials: HTTPAuthorizationCredentials | None) -> Caller:
+async def _authenticate(
+    svc: Services, request: Request, credentials: HTTPAuthorizationCredentials | None
+) -> Caller:
     if credentials is None or not credentials.credentials.strip():
         raise Unauthorized("missing API key: send 'Authorization: Bearer <key>'")
     token = credentials.credentials.strip()
@@ -160,19 +179,36 @@ async def _authenticate(svc: Services, credentials: HTTPAuthorizationCredentials
     key_hash = hash_key(token)
     principal = svc.cached(key_hash)
     if principal is None:
+        # Only a key that is not cached costs a database read: there, an address
+        # that keeps failing is refused first (a cached key's request never waits).
+        address = client_address(request.scope)
+        await svc.limits.refuse_failing_address(address)
         principal = await svc.verify(key_hash, token)
         if principal is None:
+            await svc.limits.count_failed_authentication(address)
             raise Unauthorized("unknown or revoked API key")
-    if principal.key_id not in svc.exempt_keys:
-        wait = svc.limiter.take(principal.key_id)
-        if wait > 0:
-            raise RateLimited(
-                f"rate limit of {svc.settings.rate_limit_requests} requests per "
-                f"{svc.settings.rate_limit_window_seconds} s reached for this key; "
-                f"retry after {wait:.2f} s",
-                retry_after=round(wait, 3),
-            )
+    await svc.limits.count_request(principal.team_id, principal.member_id, principal.key_id)
     return Caller(principal)
+
+
+class KeyFirst(APIRoute):
+    """A route whose caller is authenticated, and counted, before its body is read.
+
+    FastAPI reads and parses a request's body before it resolves the route's
+    dependencies; this route class checks the ``Authorization`` header first (401,
+    429) and leaves the caller in the scope for ``caller`` and ``spender``. For
+    routers whose every route needs a team key or the operator key.
+    """
+
+    def get_route_handler(self) -> Callable[[Request], Coroutine[Any, Any, Response]]:
+        handler = super().get_route_handler()
+
+        async def key_first(request: Request) -> Response:
+            svc: Services = request.app.state.services
+            request.scope[_CALLER] = await _authenticate(svc, request, await bearer_scheme(request))
+            return await handler(request)
+
+        return key_first
 
 
 CallerDep = Annotated[Caller, Depends(caller)]
@@ -216,14 +252,17 @@ async def spender(request: Request) -> Spender:
     as ``IdempotencyKey`` declares it, but not as FastAPI dependencies: each
     dependency and header parameter costs FastAPI's own work on every request,
     and on ``POST /v1/charges`` these were a fifth of the server's CPU per charge
-    (measured interleaved in one server; decision 0008). So FastAPI
-    checks a spend request's path and body first (422), then the route calls
-    this. ``SPEND_OPENAPI`` documents the security scheme and the header as the
+    (measured interleaved in one server; decision 0008). The spend
+    routes are ``KeyFirst``: the key is checked before FastAPI reads the body,
+    then FastAPI checks the path and body (422), then the route calls this.
+    ``SPEND_OPENAPI`` documents the security scheme and the header as the
     dependencies would (tests/api/test_api_auth.py holds them equal).
     """
     svc: Services = request.app.state.services
-    me = _team_principal(await _authenticate(svc, await bearer_scheme(request)))
-    return Spender(svc, me, idempotency_key_of(request))
+    who: Caller | None = request.scope.get(_CALLER)
+    if who is None:
+        who = await _authenticate(svc, request, await bearer_scheme(request))
+    return Spender(svc, _team_principal(who), idempotency_key_of(request))
 
 
 async def team_admin(who: Annotated[Principal, Depends(team_caller)]) -> Principal:

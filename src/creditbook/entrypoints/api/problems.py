@@ -17,6 +17,7 @@ one line.
 from __future__ import annotations
 
 import logging
+import math
 from collections.abc import MutableMapping
 from typing import Any
 
@@ -29,7 +30,6 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from creditbook.domain.errors import CreditbookError, DatabaseUnavailable, RateLimited
 from creditbook.entrypoints.api.logs import request_id_var
-from creditbook.entrypoints.api.ratelimit import retry_after_header
 
 PROBLEM_JSON = "application/problem+json"
 REFUSAL = "creditbook.refusal"  # the ASGI scope's key for the error a request was refused with
@@ -88,6 +88,11 @@ class NotReady(CreditbookError):
     code = "not_ready"
     status = 503
     title = "Service not ready"
+
+
+def retry_after_header(seconds: float) -> str:
+    """``Retry-After`` in whole seconds, rounded up, at least 1."""
+    return str(max(1, math.ceil(seconds)))
 
 
 def problem_response(
@@ -228,6 +233,7 @@ def problem_responses(*statuses: int) -> dict[int | str, dict[str, Any]]:
         403: "Not allowed for this key's role",
         404: "Not found (or not in this key's team)",
         409: "Conflict (idempotency key reuse, hold not active, ...)",
+        413: "Request body over the route's limit",
         422: "Invalid input",
         429: "Rate limited; see Retry-After",
         503: "Database unavailable or not ready; see Retry-After",

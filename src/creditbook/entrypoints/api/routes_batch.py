@@ -20,7 +20,7 @@ from fastapi.encoders import jsonable_encoder
 from pydantic import BaseModel, Field
 
 from creditbook.domain.errors import CreditbookError, DatabaseUnavailable
-from creditbook.entrypoints.api.deps import MemberDep, ServicesDep, actor_of
+from creditbook.entrypoints.api.deps import KeyFirst, MemberDep, ServicesDep, actor_of
 from creditbook.entrypoints.api.logs import request_id_var
 from creditbook.entrypoints.api.problems import problem_responses
 from creditbook.entrypoints.api.routes_credits import _call
@@ -30,7 +30,9 @@ from creditbook.service.group_commit import ChargeItem
 MAX_ITEMS = 1000
 _RESERVED = {"type", "title", "status", "detail", "code", "instance", "request_id"}
 
-router = APIRouter(tags=["credits"], responses=problem_responses(401, 403, 422, 429))
+router = APIRouter(
+    tags=["credits"], responses=problem_responses(401, 403, 422, 429), route_class=KeyFirst
+)
 
 
 class BatchChargeIn(ChargeCreate):

@@ -26,6 +26,7 @@ from fastapi import APIRouter, Path, Request, status
 from creditbook.domain.pricing import Call
 from creditbook.entrypoints.api.deps import (
     SPEND_OPENAPI,
+    KeyFirst,
     MemberDep,
     ServicesDep,
     actor_of,
@@ -45,7 +46,10 @@ from creditbook.entrypoints.api.schemas import (
     ReleaseOut,
 )
 
-router = APIRouter(tags=["credits"], responses=problem_responses(401, 403, 404, 422, 429))
+# KeyFirst: the key is checked before a body is read (an anonymous spend is refused unread).
+router = APIRouter(
+    tags=["credits"], responses=problem_responses(401, 403, 404, 422, 429), route_class=KeyFirst
+)
 SPEND = problem_responses(402, 409)
 # What every spend route declares besides its own answer: its errors, its key and header.
 SPEND_ROUTE: dict[str, Any] = {"responses": SPEND, "openapi_extra": SPEND_OPENAPI}

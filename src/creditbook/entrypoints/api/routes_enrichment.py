@@ -32,6 +32,7 @@ from creditbook.domain.limits import MAX_CREDITS, MAX_DEDUPE_DAYS, MAX_JOB_LEADS
 from creditbook.entrypoints.api.deps import (
     AdminDep,
     IdempotencyKey,
+    KeyFirst,
     MemberDep,
     ServicesDep,
     actor_of,
@@ -72,6 +73,7 @@ router = APIRouter(
     tags=["enrichment"],
     responses=problem_responses(401, 403, 404, 422, 429),
     lifespan=_lifespan,
+    route_class=KeyFirst,  # a job's leads (up to max_upload_bytes) are read after the key
 )
 JobId = Annotated[str, Path(min_length=1, max_length=40, pattern=r"^[A-Za-z0-9_]+$")]
 

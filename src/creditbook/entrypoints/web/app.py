@@ -28,11 +28,16 @@ from starlette.datastructures import FormData
 from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.responses import RedirectResponse, Response
 
+from creditbook.adapters.rate_limits import RateLimits
 from creditbook.config import Settings
-from creditbook.domain.errors import CreditbookError, DatabaseUnavailable, Forbidden
+from creditbook.domain.errors import CreditbookError, DatabaseUnavailable, Forbidden, RateLimited
 from creditbook.domain.ledger import Actor
 from creditbook.domain.team import Member, Team
-from creditbook.entrypoints.api.problems import database_unavailable_response, note_refusal
+from creditbook.entrypoints.api.problems import (
+    creditbook_error_handler,
+    database_unavailable_response,
+    note_refusal,
+)
 from creditbook.entrypoints.web.session import DashboardSessions, SessionCodec, WebSession
 from creditbook.entrypoints.web.signin_links import ConsoleMailer, LinkMailer, SignInLinks
 from creditbook.service.access import AccessService
@@ -96,6 +101,7 @@ class Dashboard:
     codec: SessionCodec
     sessions: DashboardSessions
     templates: Jinja2Templates
+    limits: RateLimits
     links: SignInLinks | None = None
 
     @property
@@ -258,12 +264,14 @@ def create_dashboard(
     settings: Settings | None = None,
     *,
     mailer: LinkMailer | None = None,
+    limits: RateLimits | None = None,
 ) -> FastAPI:
     """The dashboard as an ASGI app to mount at ``/dashboard``.
 
     ``mailer`` delivers one-time sign-in links; outside production the links
     are printed on the console when no mailer is given, in production they are
-    offered only with a mailer.
+    offered only with a mailer. ``limits``: the rate limits of the API it is
+    mounted in (``web/limits.py``), else its own.
     """
     from creditbook.entrypoints.web import routes, routes_enrichment
 
@@ -281,6 +289,7 @@ def create_dashboard(
         codec=SessionCodec(settings),
         sessions=DashboardSessions(book),
         templates=templates,
+        limits=limits or RateLimits(settings),
         links=SignInLinks(book, mailer) if mailer is not None else None,
     )
     app.mount("/static", StaticFiles(directory=str(HERE / "static")), name="static")
@@ -300,6 +309,9 @@ def create_dashboard(
         if "text/html" in response.headers.get("content-type", ""):
             response.headers.setdefault("cache-control", "no-store")
         return response
+
+    # A rate limit answers as in the API (429 problem details, Retry-After), not a page.
+    app.add_exception_handler(RateLimited, creditbook_error_handler)
 
     @app.exception_handler(SignInRequired)
     async def to_sign_in(request: Request, exc: SignInRequired) -> Response:

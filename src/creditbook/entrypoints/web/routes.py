@@ -39,7 +39,13 @@ from creditbook.entrypoints.web.app import (
     signed_in,
     start_session,
 )
-from creditbook.entrypoints.web.signin_links import ConsoleMailer
+from creditbook.entrypoints.web.limits import (
+    ExportLimit,
+    FailingAddressCheck,
+    LinkRequestLimit,
+    count_failed_signin,
+)
+from creditbook.entrypoints.web.signin_links import ConsoleMailer, InvalidSignInLink
 from creditbook.service.credits import check_email
 from creditbook.service.csv_safe import csv_writer
 from creditbook.service.usage import UsageReport, usage
@@ -103,12 +109,13 @@ def signin_page(request: Request, next: str | None = None) -> Response:
 
 
 @router.post("/signin")
-def signin(request: Request, form: FormDep) -> Response:
+def signin(request: Request, form: FormDep, _: FailingAddressCheck) -> Response:
     dash = dashboard_of(request)
     key = _text(form, "api_key")
     target = safe_next(_text(form, "next") or None)
     principal = dash.access.verify(key) if key else None
     if principal is None:
+        count_failed_signin(request)
         return render(
             request,
             "signin.html",
@@ -139,7 +146,9 @@ def signin(request: Request, form: FormDep) -> Response:
 
 
 @router.post("/signin/link")
-def send_signin_link(request: Request, form: FormDep, background: BackgroundTasks) -> Response:
+def send_signin_link(
+    request: Request, form: FormDep, background: BackgroundTasks, _: LinkRequestLimit
+) -> Response:
     dash = dashboard_of(request)
     links = dash.links
     if links is None:
@@ -167,11 +176,15 @@ def signin_link_page(request: Request, token: str = "") -> Response:
 
 
 @router.post("/signin/link/redeem")
-def redeem_signin_link(request: Request, form: FormDep) -> Response:
+def redeem_signin_link(request: Request, form: FormDep, _: FailingAddressCheck) -> Response:
     links = dashboard_of(request).links
     if links is None:
         raise InvalidInput("sign-in links are not available here; sign in with an API key")
-    done = links.redeem(_text(form, "token"))
+    try:
+        done = links.redeem(_text(form, "token"))
+    except InvalidSignInLink:
+        count_failed_signin(request)
+        raise
     assert done.link_id.startswith(LINK_SESSION_PREFIX)
     start_session(request, done.team_id, done.member_id, done.link_id)
     return redirect(f"{PREFIX}/")
@@ -308,7 +321,7 @@ def usage_page(request: Request, user: UserDep, cursor: str | None = None) -> Re
 
 
 @router.get("/usage.csv")
-def usage_csv(request: Request, user: UserDep) -> Response:
+def usage_csv(request: Request, user: UserDep, _: ExportLimit) -> Response:
     dash = dashboard_of(request)
     f = _filters(request, user)
     members = _members_by_id(request, user)

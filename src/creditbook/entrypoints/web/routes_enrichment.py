@@ -35,11 +35,11 @@ from creditbook.entrypoints.web.app import (
     session_of,
     signed_in,
 )
+from creditbook.entrypoints.web.limits import ExportLimit
 
 router = APIRouter()
 UserDep = Annotated[WebUser, Depends(signed_in)]
 FormDep = Annotated[FormData, Depends(checked_form)]
-MAX_UPLOAD_BYTES = 20 * 1024 * 1024
 DEFAULT_SAMPLE = 10
 REASONS = {
     "insufficient_credits": "the team ran out of credits",
@@ -142,9 +142,11 @@ async def create_job(request: Request, user: UserDep, form: FormDep) -> Response
     upload = form.get("leads")
     if not isinstance(upload, UploadFile) or not upload.filename:
         raise InvalidInput("choose a CSV file of leads to upload", field="leads")
-    raw = await upload.read(MAX_UPLOAD_BYTES + 1)
-    if len(raw) > MAX_UPLOAD_BYTES:
-        raise InvalidInput("the CSV file is larger than 20 MB; split it in smaller files")
+    # The whole request is held to max_upload_bytes as it arrives (413 beyond it).
+    most = dashboard_of(request).settings.max_upload_bytes
+    raw = await upload.read(most + 1)
+    if len(raw) > most:
+        raise InvalidInput(f"the CSV file is larger than {most:,} bytes; split it in smaller files")
     try:
         text = raw.decode("utf-8-sig")
     except UnicodeDecodeError:
@@ -233,7 +235,7 @@ def cancel(request: Request, job_id: str, user: UserDep, form: FormDep) -> Respo
 
 
 @router.get("/enrichment/{job_id}/results.csv")
-def results_csv(request: Request, job_id: str, user: UserDep) -> Response:
+def results_csv(request: Request, job_id: str, user: UserDep, _: ExportLimit) -> Response:
     _job_for(request, user, job_id)
     body = _service(request).results_csv(user.team.id, job_id)
     return Response(
