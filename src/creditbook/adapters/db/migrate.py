@@ -214,11 +214,15 @@ class Vacuum:
 
 @dataclass
 class MigrationRun:
-    """What an upgrade or downgrade did: from and to which revision, each step run."""
+    """What an upgrade or downgrade did: from and to which revision, each step run.
+
+    ``path``: the steps it set out to run (``steps`` are those done, in order).
+    """
 
     start: str | None
     end: str | None
     steps: list[str] = field(default_factory=list)
+    path: list[str] = field(default_factory=list)
     vacuum: Vacuum | None = None
 
 
@@ -235,17 +239,19 @@ def upgrade(
     and one stamped at a revision whose tables it lacks (``SchemaNeedsRepair``:
     ``creditbook db repair`` fixes it).
     """
-    status = revision_status(engine)
-    target = head_revision() if revision == "head" else revision
-    if not status.known:
-        raise status.error()
-    path = _path(status.current, target)
-    if status.current is not None and path:
-        _refuse_gaps(engine, status.current)
-    run = MigrationRun(status.current, status.current)
-    with _lock_errors(engine, path, run.steps), engine.begin() as conn:
-        run.steps.extend(upgrade_on(conn, target, lock_timeout=lock_timeout))
-    run.end = current_revision(engine)
+    run = MigrationRun(None, None)
+    with _lock_errors(engine, run):
+        status = revision_status(engine)
+        target = head_revision() if revision == "head" else revision
+        if not status.known:
+            raise status.error()
+        run.start = run.end = status.current
+        run.path = _path(status.current, target)
+        if status.current is not None and run.path:
+            _refuse_gaps(engine, status.current)
+        with engine.begin() as conn:
+            run.steps.extend(upgrade_on(conn, target, lock_timeout=lock_timeout))
+        run.end = current_revision(engine)
     if vacuum and run.steps:
         run.vacuum = vacuum_if_worth_it(engine)
     return run
@@ -259,14 +265,16 @@ def downgrade(
     vacuum: bool = True,
 ) -> MigrationRun:
     """Undo the migrations after ``revision`` (``base``: all of them), in one transaction."""
-    status = revision_status(engine)
-    if not status.known:
-        raise status.error()
-    path = downgrade_path(status.current, revision)
-    run = MigrationRun(status.current, status.current)
-    with _lock_errors(engine, path, run.steps), engine.begin() as conn:
-        run.steps.extend(downgrade_on(conn, revision, lock_timeout=lock_timeout))
-    run.end = current_revision(engine)
+    run = MigrationRun(None, None)
+    with _lock_errors(engine, run):
+        status = revision_status(engine)
+        if not status.known:
+            raise status.error()
+        run.start = run.end = status.current
+        run.path = downgrade_path(status.current, revision)
+        with engine.begin() as conn:
+            run.steps.extend(downgrade_on(conn, revision, lock_timeout=lock_timeout))
+        run.end = current_revision(engine)
     if vacuum and run.steps:
         run.vacuum = vacuum_if_worth_it(engine)
     return run
@@ -368,16 +376,18 @@ def _refuse_gaps(engine: Engine, current: str) -> None:
 
 
 @contextmanager
-def _lock_errors(engine: Engine, path: list[str], done: list[str]) -> Iterator[None]:
+def _lock_errors(engine: Engine, run: MigrationRun | None = None) -> Iterator[None]:
     """A lock wait past the timeout as ``MigrationLockTimeout``, naming the step and holders."""
     try:
         yield
     except DBAPIError as exc:
         if getattr(exc.orig, "sqlstate", None) != "55P03":
             raise
-        step = path[len(done)] if len(done) < len(path) else "?"
+        done = len(run.steps) if run else 0
+        step = run.path[done] if run and done < len(run.path) else None
+        what = f"migration {step}" if step else "the migration"
         raise MigrationLockTimeout(
-            f"migration {step} gave up waiting for a lock ({_first_line(exc.orig)}); "
+            f"{what} gave up waiting for a lock ({_first_line(exc.orig)}); "
             f"nothing was changed. {_lock_holders(engine)} Run it again when they are "
             "done, or raise CREDITBOOK_MIGRATION_LOCK_TIMEOUT_SECONDS",
             revision=step,
@@ -451,5 +461,5 @@ def vacuum_if_worth_it(engine: Engine) -> Vacuum | None:
 
 def run_in_transaction(engine: Engine, work: Callable[[Connection], Any]) -> Any:
     """``work(conn)`` in one transaction, lock waits reported as ``MigrationLockTimeout``."""
-    with _lock_errors(engine, [], []), engine.begin() as conn:
+    with _lock_errors(engine), engine.begin() as conn:
         return work(conn)

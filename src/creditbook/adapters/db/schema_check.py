@@ -157,34 +157,54 @@ def _printed_two_ways(conn: Connection, difference: Difference) -> bool:
 
 def expected_schema(engine: Engine, revision: str = "head") -> Schema:
     """What the migrations up to ``revision`` build on an empty database of ``engine``'s kind."""
-    if engine.dialect.name == "postgresql":
-        return _expected_postgres(engine, revision)
-    from creditbook.adapters.db.engine import make_engine
-
-    scratch = make_engine("sqlite://")
-    try:
-        with scratch.begin() as conn:
-            if revision != "base":
-                migrate.upgrade_on(conn, revision)
-            return snapshot(conn)
-    finally:
-        scratch.dispose()
+    with engine.connect() as conn:
+        version = conn.dialect.server_version_info
+    return _expected(engine, migrate.head_revision() if revision == "head" else revision, version)
 
 
-def _expected_postgres(engine: Engine, revision: str) -> Schema:
+# The migrations are frozen: one process builds each revision's schema once per server
+# version, all revisions in one pass (a snapshot after each step costs little).
+_built: dict[tuple[str, str, object], Schema] = {}
+
+
+def _expected(engine: Engine, revision: str, version: object) -> Schema:
+    key = (engine.dialect.name, revision, version)
+    if key not in _built:
+        for built, schema in _build_all(engine).items():
+            _built[(engine.dialect.name, built, version)] = schema
+    return _built[key]
+
+
+def _build_all(engine: Engine) -> dict[str, Schema]:
+    """The schema of every revision (and ``base``), from one scratch database."""
+    if engine.dialect.name != "postgresql":
+        from creditbook.adapters.db.engine import make_engine
+
+        scratch = make_engine("sqlite://")
+        try:
+            with scratch.begin() as conn:
+                return _step_through(conn)
+        finally:
+            scratch.dispose()
     # A schema of its own, on a connection of its own, in a transaction rolled back:
     # the live schema is neither read nor locked, and nothing stays behind.
-    scratch = f"creditbook_expected_{uuid.uuid4().hex[:12]}"
+    name = f"creditbook_expected_{uuid.uuid4().hex[:12]}"
     with engine.connect() as conn:
         tx = conn.begin()
         try:
-            conn.exec_driver_sql(f'CREATE SCHEMA "{scratch}"')
-            conn.exec_driver_sql(f'SET LOCAL search_path TO "{scratch}"')
-            if revision != "base":
-                migrate.upgrade_on(conn, revision)
-            return snapshot(conn)
+            conn.exec_driver_sql(f'CREATE SCHEMA "{name}"')
+            conn.exec_driver_sql(f'SET LOCAL search_path TO "{name}"')
+            return _step_through(conn)
         finally:
             tx.rollback()
+
+
+def _step_through(conn: Connection) -> dict[str, Schema]:
+    found = {"base": snapshot(conn)}
+    for revision in migrate.known_revisions():
+        migrate.upgrade_on(conn, revision)
+        found[revision] = snapshot(conn)
+    return found
 
 
 def snapshot(conn: Connection) -> Schema:
