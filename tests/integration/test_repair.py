@@ -123,7 +123,7 @@ def test_db_repair_backs_up_first_then_says_what_it_ran(
     assert code == 0, err
     assert f"backup written: {tmp_path / 'before-repair.db'} (revision 0006_dashboard" in out
     for revision in ("0004_purchases", "0005_enrichment", "0006_dashboard"):
-        assert f"ran {revision} again: its tables were missing" in out
+        assert f"ran {revision}, whose tables were missing: " in out
     assert "upgraded 0006_dashboard -> 0014_repair_history" in out
     assert "identical to the schema of 0014_repair_history" in out
     code, out, _ = db_cli("db", "check")

@@ -56,8 +56,19 @@ def default_path(engine: Engine, revision: str | None, *, directory: Path | None
     database = engine.url.database or "memory"
     if engine.dialect.name == "sqlite":
         live = Path(database)
-        return (directory or live.parent) / f"{live.name}.{label}.{stamp}.backup"
-    return (directory or Path.cwd()) / f"creditbook-{database}-{label}.{stamp}.dump"
+        folder, name, suffix = directory or live.parent, f"{live.name}.{label}.{stamp}", "backup"
+    else:
+        folder, name, suffix = (
+            directory or Path.cwd(),
+            f"creditbook-{database}-{label}.{stamp}",
+            "dump",
+        )
+    path = folder / f"{name}.{suffix}"
+    taken = 1
+    while path.exists():  # two backups in one second
+        taken += 1
+        path = folder / f"{name}-{taken}.{suffix}"
+    return path
 
 
 def backup(engine: Engine, path: Path) -> BackupFile:

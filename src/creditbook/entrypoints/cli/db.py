@@ -139,9 +139,9 @@ def check(
     for difference in differences:
         console.print(f"  {difference}")
     status = migrate.revision_status(engine)
-    hint = f" {status.problem()}" if status.state != "current" and target == status.head else ""
+    hint = f"; {status.problem()}" if status.state != "current" and target == status.head else ""
     raise SchemaDrift(
-        f"{len(differences)} difference(s) from the schema of {target}.{hint}",
+        f"{len(differences)} difference(s) from the schema of {target}{hint}",
         differences=[str(d) for d in differences],
     )
 
@@ -193,9 +193,7 @@ def repair(backup: BackupPath = None, no_backup: NoBackup = False) -> None:
         _backup_first(engine, backup, status.current)
     report = repairs.repair(engine, lock_timeout=_lock_timeout())
     for gap in report.rerun:
-        console.print(
-            f"ran {gap.revision} again: its tables were missing ({', '.join(gap.tables)})"
-        )
+        console.print(f"ran {gap.revision}, whose tables were missing: {', '.join(gap.tables)}")
     titles = _titles()
     if report.steps:
         console.print(f"upgraded {report.start} -> [bold]{migrate.head_revision()}[/]")
