@@ -94,6 +94,7 @@ def test_restoring_an_older_backup_removes_what_later_migrations_made(
     migrate.upgrade(engine, "0012_service_keys")
     engine.dispose()
     monkeypatch.setenv("CREDITBOOK_DATABASE_URL", empty_url)
+    monkeypatch.chdir(tmp_path)  # where a PostgreSQL backup taken first goes
     path = tmp_path / "at-0012.backup"
     assert db_cli("db", "backup", str(path))[0] == 0
     assert db_cli("db", "upgrade")[0] == 0
