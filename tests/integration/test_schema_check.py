@@ -105,3 +105,33 @@ def test_db_check_prints_each_difference_and_exits_non_zero(
 
     code, _, err = db_cli("db", "check", "--revision", "0099_later")
     assert code == 2 and "unknown revision '0099_later'" in err
+
+
+@pytest.mark.postgres
+def test_a_role_that_may_not_create_a_schema_is_told_what_the_check_needs(
+    fresh_pg_url: str,
+) -> None:
+    import uuid
+
+    from sqlalchemy.engine import make_url
+
+    from creditbook.adapters.db.schema_errors import ScratchSchemaRefused
+
+    owner = make_engine(fresh_pg_url)
+    migrate.upgrade(owner)
+    role = f"cb_reader_{uuid.uuid4().hex[:8]}"
+    database = make_url(fresh_pg_url).database
+    with owner.begin() as conn:
+        conn.execute(text(f"CREATE ROLE {role} LOGIN"))
+        conn.execute(text(f'REVOKE CREATE ON DATABASE "{database}" FROM PUBLIC'))
+        conn.execute(text(f"GRANT SELECT ON ALL TABLES IN SCHEMA public TO {role}"))
+    reader = make_engine(make_url(fresh_pg_url).set(username=role).render_as_string(False))
+    try:
+        with pytest.raises(ScratchSchemaRefused, match="GRANT CREATE ON DATABASE"):
+            schema_check._build_all(reader)
+    finally:
+        reader.dispose()
+        with owner.begin() as conn:
+            conn.execute(text(f"DROP OWNED BY {role}"))
+            conn.execute(text(f"DROP ROLE {role}"))
+        owner.dispose()

@@ -243,7 +243,7 @@ def upgrade(
     with _lock_errors(engine, run):
         status = revision_status(engine)
         target = head_revision() if revision == "head" else revision
-        if not status.known:
+        if not status.known or status.state == "unversioned":
             raise status.error()
         run.start = run.end = status.current
         run.path = _path(status.current, target)

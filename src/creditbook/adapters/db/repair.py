@@ -87,7 +87,7 @@ def repair(
     or when the repaired schema still differs from the head's.
     """
     status = migrate.revision_status(engine)
-    if not status.known:
+    if not status.known or status.state == "unversioned":
         raise status.error()
     expected = schema_check.expected_schema(engine, "head")
     report = RepairReport(status.current)

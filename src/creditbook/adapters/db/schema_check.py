@@ -29,6 +29,7 @@ from sqlalchemy import Connection, Engine, inspect, text
 from sqlalchemy.exc import DBAPIError
 
 from creditbook.adapters.db import migrate
+from creditbook.adapters.db.schema_errors import ScratchSchemaRefused
 
 # (table, kind, name): "" as the table of objects outside tables (functions).
 Key = tuple[str, str, str]
@@ -192,7 +193,16 @@ def _build_all(engine: Engine) -> dict[str, Schema]:
     with engine.connect() as conn:
         tx = conn.begin()
         try:
-            conn.exec_driver_sql(f'CREATE SCHEMA "{name}"')
+            try:
+                conn.exec_driver_sql(f'CREATE SCHEMA "{name}"')
+            except DBAPIError as exc:
+                if getattr(exc.orig, "sqlstate", None) != "42501":
+                    raise
+                raise ScratchSchemaRefused(
+                    "the expected schema is built in a scratch schema (rolled back at once), "
+                    "and this role may not create one: run the command as the database's "
+                    "owner, or GRANT CREATE ON DATABASE to this role",
+                ) from None
             conn.exec_driver_sql(f'SET LOCAL search_path TO "{name}"')
             return _step_through(conn)
         finally:

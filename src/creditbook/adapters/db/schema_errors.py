@@ -5,7 +5,8 @@
     │   └── SchemaNeedsRepair    schema_needs_repair      503  exit 10
     ├── SchemaDrift              schema_drift             500  exit 11
     ├── MigrationLockTimeout     migration_lock_timeout   503  exit 12
-    └── BackupFailed             backup_failed            500  exit 13
+    ├── BackupFailed             backup_failed            500  exit 13
+    └── ScratchSchemaRefused     scratch_schema_refused   403  exit 14
 
 Each message says what to run next. Nothing is left half-done when one is
 raised: a migration runs in one transaction, rolled back whole.
@@ -56,3 +57,13 @@ class BackupFailed(CreditbookError):
     status = 500
     exit_code = 13
     title = "Backup or restore failed"
+
+
+class ScratchSchemaRefused(CreditbookError):
+    """PostgreSQL refused the scratch schema the expected schema is built in (a role
+    without CREATE on the database)."""
+
+    code = "scratch_schema_refused"
+    status = 403
+    exit_code = 14
+    title = "No right to build the expected schema"
