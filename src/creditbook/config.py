@@ -158,6 +158,12 @@ class Settings(BaseSettings):
     rate_limit_failed_auth: str = "10/minute"
     rate_limit_signin_links: str = "5/15 minutes"
     rate_limit_exports: str = "10/minute"
+    # Upgrades an operator can trust (issue 28, adapters/db/migrate.py): how long a
+    # migration waits for a lock on PostgreSQL (a reader's open transaction) before it
+    # gives up, naming the sessions that hold it, rather than queueing every later
+    # query behind it; on SQLite, how long `creditbook db` commands wait for another
+    # process's write lock.
+    migration_lock_timeout_seconds: float = Field(5.0, gt=0, le=3600)
 
     @field_validator("rate_limit_failed_auth", "rate_limit_signin_links", "rate_limit_exports")
     @classmethod
@@ -276,3 +282,16 @@ class OutboundSettings(BaseSettings):
 
     env: str = "development"
     webhook_allow_private: bool = False
+
+
+class MigrationSettings(BaseSettings):
+    """The settings of ``creditbook db`` alone: it runs without the server's production checks.
+
+    An operator upgrades, checks and backs up a database before the rest of the
+    server's settings are in place; only the lock timeout is read (the same
+    ``CREDITBOOK_MIGRATION_LOCK_TIMEOUT_SECONDS`` as ``Settings``).
+    """
+
+    model_config = SettingsConfigDict(env_prefix="CREDITBOOK_", extra="ignore")
+
+    migration_lock_timeout_seconds: float = Field(5.0, gt=0, le=3600)

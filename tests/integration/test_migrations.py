@@ -16,14 +16,6 @@ from creditbook.adapters.db.engine import make_engine
 from creditbook.adapters.db.schema import metadata
 
 
-@pytest.fixture(params=["sqlite", pytest.param("postgres", marks=pytest.mark.postgres)])
-def empty_url(request: pytest.FixtureRequest, tmp_path: Path) -> str:
-    if request.param == "sqlite":
-        return f"sqlite:///{tmp_path / 'm.db'}"
-    url: str = request.getfixturevalue("fresh_pg_url")
-    return url
-
-
 def test_upgrading_to_head_gives_the_declared_schema(empty_url: str) -> None:
     engine = make_engine(empty_url)
     migrate.upgrade(engine)

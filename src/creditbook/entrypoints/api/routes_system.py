@@ -5,6 +5,7 @@ from __future__ import annotations
 from fastapi import APIRouter
 from sqlalchemy import text
 
+from creditbook.adapters.db import migrate
 from creditbook.entrypoints.api.deps import ServicesDep
 from creditbook.entrypoints.api.problems import NotReady, problem_responses
 from creditbook.entrypoints.api.schemas import Health
@@ -20,14 +21,18 @@ def healthz() -> Health:
 
 @router.get("/readyz", response_model=Health, responses=problem_responses(503))
 def readyz(svc: ServicesDep) -> Health:
-    """The database answers."""
+    """The database answers, and its schema is at this version's head revision."""
     engine = svc.book.engine
+    problem = None
     try:
         if engine is not None:
             with engine.connect() as conn:
                 conn.execute(text("select 1"))
+            problem = migrate.schema_problem(engine)
     except Exception as exc:
         raise NotReady(f"database unreachable: {type(exc).__name__}") from None
+    if problem is not None:
+        raise NotReady(f"database schema not at this version's head: {problem}")
     return Health(status="ready")
 
 

@@ -49,10 +49,8 @@ app = typer.Typer(
     pretty_exceptions_enable=False,
     add_completion=False,
 )
-db_app = typer.Typer(help="Database schema.", no_args_is_help=True)
 team_app = typer.Typer(help="Teams.", no_args_is_help=True)
 member_app = typer.Typer(help="Team members.", no_args_is_help=True)
-app.add_typer(db_app, name="db")
 app.add_typer(team_app, name="team")
 app.add_typer(member_app, name="member")
 
@@ -100,20 +98,6 @@ def actor_from(member: str | None, key: str | None = None, job: str | None = Non
 
 MemberOpt = Annotated[str | None, typer.Option("--member", help="Member id to attribute to.")]
 KeyOpt = Annotated[str | None, typer.Option("--idempotency-key", help="Retry-safe key.")]
-
-
-# ---- db ------------------------------------------------------------------------
-
-
-@db_app.command("upgrade")
-def db_upgrade() -> None:
-    """Apply pending migrations (creating the database if needed)."""
-    from creditbook.adapters.db import migrate
-    from creditbook.adapters.db.engine import make_engine
-
-    engine = make_engine(State.database_url)
-    migrate.upgrade(engine)
-    console.print(f"database at revision [bold]{migrate.current_revision(engine)}[/]")
 
 
 # ---- teams and members ---------------------------------------------------------------
@@ -367,6 +351,7 @@ def _aware(when: datetime | None) -> datetime | None:
 def register() -> None:
     """Import the area modules so their commands attach to ``app``."""
     from creditbook.entrypoints.cli import (
+        db,  # noqa: F401
         demo,  # noqa: F401
         enrich,  # noqa: F401
         keys,  # noqa: F401

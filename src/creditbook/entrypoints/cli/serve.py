@@ -36,6 +36,7 @@ def serve(
     """Run the HTTP API (docs at /docs, schema at /openapi.json)."""
     import uvicorn
 
+    from creditbook.adapters.db import migrate
     from creditbook.adapters.db.engine import make_engine
     from creditbook.bootstrap import open as open_book
     from creditbook.bootstrap import outbound_guard, settle_gc
@@ -51,8 +52,12 @@ def serve(
         busy_timeout=settings.database_busy_timeout_seconds,
         connect_timeout=settings.database_connect_timeout_seconds,
     )
+    migrate.require_head(engine, create_new=True)  # refuses a database behind or ahead
     engine_book = open_book(
-        engine=engine, catalog=State.catalog or settings.catalog, outbound=outbound_guard(settings)
+        engine=engine,
+        catalog=State.catalog or settings.catalog,
+        outbound=outbound_guard(settings),
+        upgrade=False,
     )
     if settings.group_commit:
         # Replaces the committer CREDITBOOK_GROUP_COMMIT=1 may have started in open().

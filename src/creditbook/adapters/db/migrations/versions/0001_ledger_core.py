@@ -10,13 +10,73 @@ from __future__ import annotations
 import sqlalchemy as sa
 from alembic import op
 
-import creditbook.adapters.db.tables
-from creditbook.adapters.db import triggers
-
 revision = "0001_ledger_core"
 down_revision = None
 branch_labels = None
 depends_on = None
+
+# The ledger's triggers, written out here (they were read from
+# ``adapters/db/triggers.py``): no later change to creditbook changes what 0001 does.
+# Append-only ledger tables on both databases; on PostgreSQL a deferred per-row check
+# that every entry's postings sum to zero (0007 replaces it).
+APPEND_ONLY_TABLES = ("ledger_entries", "ledger_postings")
+
+POSTGRES_UP = [
+    """
+    CREATE OR REPLACE FUNCTION creditbook_refuse_change() RETURNS trigger AS $$
+    BEGIN
+      RAISE EXCEPTION 'creditbook ledger is append-only: % on % refused', TG_OP, TG_TABLE_NAME
+        USING ERRCODE = 'integrity_constraint_violation';
+    END $$ LANGUAGE plpgsql
+    """,
+    *[
+        f"""
+        CREATE TRIGGER {table}_append_only BEFORE UPDATE OR DELETE ON {table}
+        FOR EACH ROW EXECUTE FUNCTION creditbook_refuse_change()
+        """
+        for table in APPEND_ONLY_TABLES
+    ],
+    """
+    CREATE OR REPLACE FUNCTION creditbook_check_entry_balanced() RETURNS trigger AS $$
+    DECLARE total bigint;
+    BEGIN
+      SELECT coalesce(sum(amount), 0) INTO total FROM ledger_postings
+       WHERE team_id = NEW.team_id AND entry_id = NEW.entry_id;
+      IF total <> 0 THEN
+        RAISE EXCEPTION 'ledger entry % does not balance: postings sum to %',
+          NEW.entry_id, total
+          USING ERRCODE = 'integrity_constraint_violation';
+      END IF;
+      RETURN NULL;
+    END $$ LANGUAGE plpgsql
+    """,
+    """
+    CREATE CONSTRAINT TRIGGER ledger_postings_balanced AFTER INSERT ON ledger_postings
+    DEFERRABLE INITIALLY DEFERRED FOR EACH ROW EXECUTE FUNCTION creditbook_check_entry_balanced()
+    """,
+]
+
+POSTGRES_DOWN = [
+    "DROP TRIGGER IF EXISTS ledger_postings_balanced ON ledger_postings",
+    "DROP FUNCTION IF EXISTS creditbook_check_entry_balanced()",
+    *[f"DROP TRIGGER IF EXISTS {t}_append_only ON {t}" for t in APPEND_ONLY_TABLES],
+    "DROP FUNCTION IF EXISTS creditbook_refuse_change()",
+]
+
+SQLITE_UP = [
+    f"""
+    CREATE TRIGGER {table}_no_{action.lower()} BEFORE {action} ON {table}
+    BEGIN SELECT RAISE(ABORT, 'creditbook ledger is append-only: {action} on {table} refused'); END
+    """
+    for table in APPEND_ONLY_TABLES
+    for action in ("UPDATE", "DELETE")
+]
+
+SQLITE_DOWN = [
+    f"DROP TRIGGER IF EXISTS {table}_no_{action.lower()}"
+    for table in APPEND_ONLY_TABLES
+    for action in ("UPDATE", "DELETE")
+]
 
 
 def upgrade() -> None:
@@ -32,15 +92,9 @@ def upgrade() -> None:
         sa.Column("amount", sa.BigInteger(), nullable=False),
         sa.Column("remaining", sa.BigInteger(), nullable=False),
         sa.Column("reserved", sa.BigInteger(), nullable=False),
-        sa.Column(
-            "effective_at", creditbook.adapters.db.tables.UTCDateTime(timezone=True), nullable=False
-        ),
-        sa.Column(
-            "expires_at", creditbook.adapters.db.tables.UTCDateTime(timezone=True), nullable=True
-        ),
-        sa.Column(
-            "created_at", creditbook.adapters.db.tables.UTCDateTime(timezone=True), nullable=False
-        ),
+        sa.Column("effective_at", sa.DateTime(timezone=True), nullable=False),
+        sa.Column("expires_at", sa.DateTime(timezone=True), nullable=True),
+        sa.Column("created_at", sa.DateTime(timezone=True), nullable=False),
         sa.Column("origin", sa.String(length=120), nullable=True),
         sa.Column("closed", sa.Boolean(), nullable=False),
         sa.CheckConstraint(
@@ -82,15 +136,9 @@ def upgrade() -> None:
         sa.Column("tier", sa.String(length=32), nullable=True),
         sa.Column("allocations", sa.JSON(), nullable=False),
         sa.Column("status", sa.String(length=16), nullable=False),
-        sa.Column(
-            "created_at", creditbook.adapters.db.tables.UTCDateTime(timezone=True), nullable=False
-        ),
-        sa.Column(
-            "expires_at", creditbook.adapters.db.tables.UTCDateTime(timezone=True), nullable=False
-        ),
-        sa.Column(
-            "resolved_at", creditbook.adapters.db.tables.UTCDateTime(timezone=True), nullable=True
-        ),
+        sa.Column("created_at", sa.DateTime(timezone=True), nullable=False),
+        sa.Column("expires_at", sa.DateTime(timezone=True), nullable=False),
+        sa.Column("resolved_at", sa.DateTime(timezone=True), nullable=True),
         sa.Column("member_id", sa.String(length=40), nullable=True),
         sa.Column("api_key_id", sa.String(length=40), nullable=True),
         sa.Column("job_id", sa.String(length=40), nullable=True),
@@ -123,9 +171,7 @@ def upgrade() -> None:
         sa.Column("request_hash", sa.String(length=64), nullable=False),
         sa.Column("operation", sa.String(length=64), nullable=False),
         sa.Column("response", sa.JSON(), nullable=False),
-        sa.Column(
-            "created_at", creditbook.adapters.db.tables.UTCDateTime(timezone=True), nullable=False
-        ),
+        sa.Column("created_at", sa.DateTime(timezone=True), nullable=False),
         sa.CheckConstraint(
             "length(request_hash) = 64", name=op.f("ck_idempotency_keys_hash_length")
         ),
@@ -139,9 +185,7 @@ def upgrade() -> None:
         sa.Column("team_id", sa.String(length=40), nullable=False),
         sa.Column("id", sa.String(length=40), nullable=False),
         sa.Column("kind", sa.String(length=16), nullable=False),
-        sa.Column(
-            "created_at", creditbook.adapters.db.tables.UTCDateTime(timezone=True), nullable=False
-        ),
+        sa.Column("created_at", sa.DateTime(timezone=True), nullable=False),
         sa.Column("credits", sa.BigInteger(), nullable=False),
         sa.Column("feature", sa.String(length=64), nullable=True),
         sa.Column("quantity", sa.Integer(), nullable=True),
@@ -194,9 +238,7 @@ def upgrade() -> None:
         sa.Column("role", sa.String(length=16), nullable=False),
         sa.Column("monthly_cap", sa.BigInteger(), nullable=True),
         sa.Column("active", sa.Boolean(), nullable=False),
-        sa.Column(
-            "created_at", creditbook.adapters.db.tables.UTCDateTime(timezone=True), nullable=False
-        ),
+        sa.Column("created_at", sa.DateTime(timezone=True), nullable=False),
         sa.CheckConstraint("role in ('admin', 'member')", name=op.f("ck_members_role")),
         sa.CheckConstraint(
             "monthly_cap is null or monthly_cap >= 0", name=op.f("ck_members_cap_not_negative")
@@ -209,22 +251,20 @@ def upgrade() -> None:
         sa.Column("id", sa.String(length=40), nullable=False),
         sa.Column("name", sa.String(length=200), nullable=False),
         sa.Column("time_zone", sa.String(length=64), server_default="UTC", nullable=False),
-        sa.Column(
-            "created_at", creditbook.adapters.db.tables.UTCDateTime(timezone=True), nullable=False
-        ),
-        sa.Column(
-            "due_at", creditbook.adapters.db.tables.UTCDateTime(timezone=True), nullable=True
-        ),
+        sa.Column("created_at", sa.DateTime(timezone=True), nullable=False),
+        sa.Column("due_at", sa.DateTime(timezone=True), nullable=True),
         sa.Column("settings", sa.JSON(), nullable=False),
         sa.PrimaryKeyConstraint("id", name=op.f("pk_teams")),
     )
     # ### end Alembic commands ###
-    for statement in triggers.up(op.get_bind().dialect.name):
+    postgres = op.get_bind().dialect.name == "postgresql"
+    for statement in POSTGRES_UP if postgres else SQLITE_UP:
         op.execute(statement)
 
 
 def downgrade() -> None:
-    for statement in triggers.down(op.get_bind().dialect.name):
+    postgres = op.get_bind().dialect.name == "postgresql"
+    for statement in POSTGRES_DOWN if postgres else SQLITE_DOWN:
         op.execute(statement)
     # ### commands auto generated by Alembic - please adjust! ###
     op.drop_table("teams")

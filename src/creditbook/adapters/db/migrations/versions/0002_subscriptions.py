@@ -12,8 +12,6 @@ from __future__ import annotations
 import sqlalchemy as sa
 from alembic import op
 
-from creditbook.adapters.db.tables import UTCDateTime
-
 revision = "0002_subscriptions"
 down_revision = "0001_ledger_core"
 branch_labels = None
@@ -27,15 +25,15 @@ def upgrade() -> None:
         sa.Column("plan", sa.String(length=64), nullable=False),
         sa.Column("seats", sa.Integer(), nullable=False),
         sa.Column("status", sa.String(length=16), nullable=False),
-        sa.Column("anchor", UTCDateTime(timezone=True), nullable=False),
+        sa.Column("anchor", sa.DateTime(timezone=True), nullable=False),
         sa.Column("time_zone", sa.String(length=64), nullable=False),
         sa.Column("issued_through", sa.Integer(), nullable=False),
         sa.Column("trial_used", sa.Boolean(), nullable=False),
-        sa.Column("trial_ends_at", UTCDateTime(timezone=True), nullable=True),
+        sa.Column("trial_ends_at", sa.DateTime(timezone=True), nullable=True),
         sa.Column("pending_plan", sa.String(length=64), nullable=True),
-        sa.Column("cancel_at", UTCDateTime(timezone=True), nullable=True),
-        sa.Column("created_at", UTCDateTime(timezone=True), nullable=False),
-        sa.Column("updated_at", UTCDateTime(timezone=True), nullable=False),
+        sa.Column("cancel_at", sa.DateTime(timezone=True), nullable=True),
+        sa.Column("created_at", sa.DateTime(timezone=True), nullable=False),
+        sa.Column("updated_at", sa.DateTime(timezone=True), nullable=False),
         sa.CheckConstraint(
             "seats >= 1 and seats <= 10000", name=op.f("ck_subscriptions_seats_range")
         ),

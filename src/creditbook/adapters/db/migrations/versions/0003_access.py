@@ -9,8 +9,6 @@ from __future__ import annotations
 import sqlalchemy as sa
 from alembic import op
 
-from creditbook.adapters.db.tables import UTCDateTime
-
 revision = "0003_access"
 down_revision = "0002_subscriptions"
 branch_labels = None
@@ -25,8 +23,8 @@ def upgrade() -> None:
         sa.Column("member_id", sa.String(length=40), nullable=False),
         sa.Column("key_hash", sa.String(length=64), nullable=False),
         sa.Column("label", sa.String(length=100), nullable=True),
-        sa.Column("created_at", UTCDateTime(timezone=True), nullable=False),
-        sa.Column("revoked_at", UTCDateTime(timezone=True), nullable=True),
+        sa.Column("created_at", sa.DateTime(timezone=True), nullable=False),
+        sa.Column("revoked_at", sa.DateTime(timezone=True), nullable=True),
         sa.CheckConstraint("length(key_hash) = 64", name=op.f("ck_api_keys_hash_length")),
         sa.PrimaryKeyConstraint("team_id", "id", name=op.f("pk_api_keys")),
     )
@@ -34,7 +32,7 @@ def upgrade() -> None:
         "team_access",
         sa.Column("team_id", sa.String(length=40), nullable=False),
         sa.Column("status", sa.String(length=16), nullable=False),
-        sa.Column("updated_at", UTCDateTime(timezone=True), nullable=False),
+        sa.Column("updated_at", sa.DateTime(timezone=True), nullable=False),
         sa.CheckConstraint("status in ('active', 'suspended')", name=op.f("ck_team_access_status")),
         sa.PrimaryKeyConstraint("team_id", name=op.f("pk_team_access")),
     )

@@ -9,8 +9,6 @@ from __future__ import annotations
 import sqlalchemy as sa
 from alembic import op
 
-from creditbook.adapters.db.tables import UTCDateTime
-
 revision = "0004_purchases"
 down_revision = "0003_access"
 branch_labels = None
@@ -40,9 +38,9 @@ def upgrade() -> None:
         sa.Column("refund_pending", sa.Boolean(), nullable=False),
         sa.Column("failure_message", sa.Text(), nullable=True),
         sa.Column("idempotency_key", sa.String(length=255), nullable=True),
-        sa.Column("created_at", UTCDateTime(timezone=True), nullable=False),
-        sa.Column("updated_at", UTCDateTime(timezone=True), nullable=False),
-        sa.Column("completed_at", UTCDateTime(timezone=True), nullable=True),
+        sa.Column("created_at", sa.DateTime(timezone=True), nullable=False),
+        sa.Column("updated_at", sa.DateTime(timezone=True), nullable=False),
+        sa.Column("completed_at", sa.DateTime(timezone=True), nullable=True),
         sa.CheckConstraint("kind in ('manual', 'auto_recharge')", name=op.f("ck_purchases_kind")),
         sa.CheckConstraint(
             "status <> 'completed' or grant_id is not null",
@@ -78,7 +76,7 @@ def upgrade() -> None:
         sa.Column("type", sa.String(length=64), nullable=False),
         sa.Column("purchase_id", sa.String(length=40), nullable=True),
         sa.Column("outcome", sa.String(length=32), nullable=False),
-        sa.Column("received_at", UTCDateTime(timezone=True), nullable=False),
+        sa.Column("received_at", sa.DateTime(timezone=True), nullable=False),
         sa.PrimaryKeyConstraint("team_id", "provider", "event_id", name=op.f("pk_payment_events")),
     )
     op.create_table(
@@ -89,10 +87,10 @@ def upgrade() -> None:
         sa.Column("payload", sa.JSON(), nullable=False),
         sa.Column("status", sa.String(length=16), nullable=False),
         sa.Column("attempts", sa.Integer(), nullable=False),
-        sa.Column("next_attempt_at", UTCDateTime(timezone=True), nullable=True),
+        sa.Column("next_attempt_at", sa.DateTime(timezone=True), nullable=True),
         sa.Column("last_error", sa.Text(), nullable=True),
-        sa.Column("created_at", UTCDateTime(timezone=True), nullable=False),
-        sa.Column("delivered_at", UTCDateTime(timezone=True), nullable=True),
+        sa.Column("created_at", sa.DateTime(timezone=True), nullable=False),
+        sa.Column("delivered_at", sa.DateTime(timezone=True), nullable=True),
         sa.CheckConstraint(
             "status <> 'delivered' or delivered_at is not null",
             name=op.f("ck_notifications_delivered_at"),
@@ -120,11 +118,11 @@ def upgrade() -> None:
         sa.Column("auto_recharge_customer", sa.String(length=255), nullable=True),
         sa.Column("auto_recharge_cooldown_seconds", sa.Integer(), nullable=False),
         sa.Column("auto_recharge_disabled_reason", sa.Text(), nullable=True),
-        sa.Column("last_recharge_at", UTCDateTime(timezone=True), nullable=True),
+        sa.Column("last_recharge_at", sa.DateTime(timezone=True), nullable=True),
         sa.Column("below_threshold", sa.Boolean(), nullable=False),
         sa.Column("depleted", sa.Boolean(), nullable=False),
         sa.Column("recharge_armed", sa.Boolean(), nullable=False),
-        sa.Column("updated_at", UTCDateTime(timezone=True), nullable=False),
+        sa.Column("updated_at", sa.DateTime(timezone=True), nullable=False),
         sa.CheckConstraint(
             "auto_recharge_cooldown_seconds >= 0", name=op.f("ck_billing_settings_cooldown")
         ),

@@ -9,8 +9,6 @@ from __future__ import annotations
 import sqlalchemy as sa
 from alembic import op
 
-from creditbook.adapters.db.tables import UTCDateTime
-
 revision = "0005_enrichment"
 down_revision = "0004_purchases"
 branch_labels = None
@@ -44,11 +42,11 @@ def upgrade() -> None:
         sa.Column("max_credits", sa.BigInteger(), nullable=False),
         sa.Column("expected_credits", sa.BigInteger(), nullable=True),
         sa.Column("runner", sa.String(length=40), nullable=True),
-        sa.Column("created_at", UTCDateTime(timezone=True), nullable=False),
-        sa.Column("updated_at", UTCDateTime(timezone=True), nullable=False),
-        sa.Column("started_at", UTCDateTime(timezone=True), nullable=True),
-        sa.Column("finished_at", UTCDateTime(timezone=True), nullable=True),
-        sa.Column("heartbeat_at", UTCDateTime(timezone=True), nullable=True),
+        sa.Column("created_at", sa.DateTime(timezone=True), nullable=False),
+        sa.Column("updated_at", sa.DateTime(timezone=True), nullable=False),
+        sa.Column("started_at", sa.DateTime(timezone=True), nullable=True),
+        sa.Column("finished_at", sa.DateTime(timezone=True), nullable=True),
+        sa.Column("heartbeat_at", sa.DateTime(timezone=True), nullable=True),
         sa.Column("idempotency_key", sa.String(length=255), nullable=True),
         sa.Column("request_hash", sa.String(length=64), nullable=True),
         sa.UniqueConstraint("team_id", "idempotency_key", name="uq_enrichment_jobs_team_key"),
@@ -132,7 +130,7 @@ def upgrade() -> None:
         sa.Column("provider", sa.String(length=64), nullable=True),
         sa.Column("credits", sa.BigInteger(), nullable=False),
         sa.Column("job_id", sa.String(length=40), nullable=True),
-        sa.Column("cached_at", UTCDateTime(timezone=True), nullable=False),
+        sa.Column("cached_at", sa.DateTime(timezone=True), nullable=False),
         sa.PrimaryKeyConstraint(
             "team_id", "fingerprint", "feature", name=op.f("pk_enrichment_lead_cache")
         ),
@@ -142,7 +140,7 @@ def upgrade() -> None:
         sa.Column("team_id", sa.String(length=40), nullable=False),
         sa.Column("auto_resume", sa.Boolean(), nullable=False),
         sa.Column("dedupe_window_days", sa.Integer(), nullable=True),
-        sa.Column("updated_at", UTCDateTime(timezone=True), nullable=False),
+        sa.Column("updated_at", sa.DateTime(timezone=True), nullable=False),
         sa.CheckConstraint(
             "dedupe_window_days is null or dedupe_window_days >= 0",
             name=op.f("ck_enrichment_settings_window_not_negative"),

@@ -12,8 +12,6 @@ from __future__ import annotations
 import sqlalchemy as sa
 from alembic import op
 
-from creditbook.adapters.db.tables import UTCDateTime
-
 revision = "0006_dashboard"
 down_revision = "0005_enrichment"
 branch_labels = None
@@ -27,9 +25,9 @@ def upgrade() -> None:
         sa.Column("id", sa.String(length=40), nullable=False),
         sa.Column("member_id", sa.String(length=40), nullable=False),
         sa.Column("token_hash", sa.String(length=64), nullable=False),
-        sa.Column("created_at", UTCDateTime(), nullable=False),
-        sa.Column("expires_at", UTCDateTime(), nullable=False),
-        sa.Column("used_at", UTCDateTime(), nullable=True),
+        sa.Column("created_at", sa.DateTime(timezone=True), nullable=False),
+        sa.Column("expires_at", sa.DateTime(timezone=True), nullable=False),
+        sa.Column("used_at", sa.DateTime(timezone=True), nullable=True),
         sa.PrimaryKeyConstraint("team_id", "id"),
     )
 

@@ -12,8 +12,6 @@ from __future__ import annotations
 import sqlalchemy as sa
 from alembic import op
 
-from creditbook.adapters.db.tables import UTCDateTime
-
 revision = "0013_dashboard_sessions"
 down_revision = "0012_service_keys"
 branch_labels = None
@@ -28,8 +26,8 @@ def upgrade() -> None:
         sa.Column("member_id", sa.String(length=40), nullable=False),
         sa.Column("key_id", sa.String(length=40), nullable=False),
         sa.Column("token_hash", sa.String(length=64), nullable=False),
-        sa.Column("created_at", UTCDateTime(), nullable=False),
-        sa.Column("expires_at", UTCDateTime(), nullable=False),
+        sa.Column("created_at", sa.DateTime(timezone=True), nullable=False),
+        sa.Column("expires_at", sa.DateTime(timezone=True), nullable=False),
         sa.PrimaryKeyConstraint("team_id", "id"),
     )
     op.create_index("ix_dashboard_sessions_member", "dashboard_sessions", ["team_id", "member_id"])
