@@ -22,17 +22,15 @@ from collections.abc import Callable, Iterable, Sequence
 from concurrent.futures import Future
 from datetime import datetime
 from types import TracebackType
-from typing import TYPE_CHECKING, Any, Protocol, Self, TypeVar
+from typing import Any, Protocol, Self, TypeVar
 
 from creditbook.domain.book import TeamBook
+from creditbook.domain.errors import CreditbookError
 from creditbook.domain.grants import Grant
 from creditbook.domain.holds import Hold
 from creditbook.domain.ledger import Entry
 from creditbook.domain.team import Member, SpendingCap, Team
-
-if TYPE_CHECKING:
-    from creditbook.domain.errors import CreditbookError
-    from creditbook.service.requests import Command, Outcome
+from creditbook.service.requests import Command, Outcome
 
 StoredReceipt = tuple[str, str, dict[str, Any]]
 """An idempotency key's stored (request hash, operation, receipt dict)."""
@@ -173,7 +171,7 @@ DueStep = Callable[[U, str, datetime], datetime | None]
 # refuses the command (spending caps). It sees the new entries in ``book.entries``.
 SpendGuard = Callable[[U, TeamBook], None]
 # (team_id, operation, error): after a transaction refused with ``error`` rolled back.
-RefusalHook = Callable[[str, str, "CreditbookError"], None]
+RefusalHook = Callable[[str, str, CreditbookError], None]
 # (team_id): after a transaction that changed the team committed (auto-recharge).
 AfterCommitHook = Callable[[str], None]
 
