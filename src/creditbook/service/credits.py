@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Callable
+from datetime import datetime
 from typing import Any, TypeVar
 
 from sqlalchemy import Engine
@@ -162,6 +163,29 @@ class Creditbook(Spending, Teams):
         return self.kernel.transact(
             team_id, operation, request, idempotency_key, apply, receipt_type, hold_ids=hold_ids
         )
+
+    def open_book(
+        self,
+        uow: SqlUnitOfWork,
+        team_id: str,
+        *,
+        due_at: datetime | None = None,
+        locked: bool = False,
+        hold_ids: list[str] | None = None,
+    ) -> tuple[TeamBook, bool]:
+        """``Kernel.open_book``: lock the team, load its book, apply what is due."""
+        return self.kernel.open_book(uow, team_id, due_at=due_at, locked=locked, hold_ids=hold_ids)
+
+    def finish(
+        self,
+        uow: SqlUnitOfWork,
+        book: TeamBook,
+        *,
+        ran_catch_up: bool,
+        due_at: datetime | None = None,
+    ) -> None:
+        """``Kernel.finish``: write the book's changes, move the team's ``due_at``."""
+        self.kernel.finish(uow, book, ran_catch_up=ran_catch_up, due_at=due_at)
 
     def catch_up(self, team_id: str) -> int:
         """Apply whatever is due for one team now; returns the entries written."""
