@@ -72,7 +72,8 @@ def _run(url: str, args: argparse.Namespace, features: list[str]) -> int:
     book = creditbook.open(url)
     assert book.engine is not None
     svc = EnrichmentService(
-        book, options=EnrichmentOptions(chunk_size=args.chunk_size, concurrency=args.concurrency)
+        book.kernel,
+        options=EnrichmentOptions(chunk_size=args.chunk_size, concurrency=args.concurrency),
     )
     timings: Counter[str] = Counter()
 

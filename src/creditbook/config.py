@@ -295,3 +295,34 @@ class MigrationSettings(BaseSettings):
     model_config = SettingsConfigDict(env_prefix="CREDITBOOK_", extra="ignore")
 
     migration_lock_timeout_seconds: float = Field(5.0, gt=0, le=3600)
+
+
+class EngineSettings(BaseSettings):
+    """What ``creditbook.open`` reads itself, without the server's ``Settings`` checks.
+
+    The payment provider and its Stripe keys (the provider factory validates
+    them), and group commit for every engine of the process: on when
+    ``CREDITBOOK_GROUP_COMMIT`` is set true (None: not set, off for the
+    library; ``creditbook serve`` reads ``Settings.group_commit``, on by default).
+    """
+
+    model_config = SettingsConfigDict(env_prefix="CREDITBOOK_", extra="ignore")
+
+    payment_provider: str = "manual"
+    stripe_api_key: str | None = None
+    stripe_webhook_secret: str | None = None
+    stripe_api_base: str | None = None
+    stripe_webhook_tolerance_seconds: str | None = None
+    stripe_max_network_retries: str | None = None
+    group_commit: bool | None = None
+
+    def payment_settings(self) -> dict[str, str]:
+        """The provider factory's settings: the Stripe keys that are set."""
+        names = (
+            "stripe_api_key",
+            "stripe_webhook_secret",
+            "stripe_api_base",
+            "stripe_webhook_tolerance_seconds",
+            "stripe_max_network_retries",
+        )
+        return {name: value for name in names if (value := getattr(self, name)) is not None}

@@ -64,7 +64,7 @@ def locked(tmp_path: Path) -> Iterator[Locked]:
     path = tmp_path / "outage.db"
     url = f"sqlite:///{path}"
     book = creditbook.open(engine=make_engine(url, busy_timeout=0.05))
-    team, _, key = AccessService(book).create_team(
+    team, _, key = AccessService(book.kernel).create_team(
         "Acme", time_zone="UTC", admin_email="ada@acme.example"
     )
     book.grant(team.id, 100, reason="start")

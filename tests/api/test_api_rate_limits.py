@@ -36,7 +36,7 @@ def book(tmp_path: Path, clock: FrozenClock) -> Iterator[creditbook.Creditbook]:
 
 @pytest.fixture
 def access(book: creditbook.Creditbook) -> AccessService:
-    return AccessService(book).install()
+    return AccessService(book.kernel).install()
 
 
 def _team(access: AccessService, email: str = "ada@acme.example") -> tuple[str, str, str]:

@@ -156,7 +156,7 @@ def test_idempotency_keys_are_kept_30_days_then_purged(api: Api) -> None:
     headers = {**team.admin, "Idempotency-Key": "old-key"}
     body = {"feature": "email_finder", "outcome": "deliverable"}
     first = api.client.post("/v1/charges", json=body, headers=headers)
-    access = AccessService(api.book)
+    access = AccessService(api.book.kernel)
     api.clock.advance(timedelta(days=29))
     access.purge_idempotency_keys()
     assert api.client.post("/v1/charges", json=body, headers=headers).json() == first.json()

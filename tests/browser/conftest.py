@@ -38,7 +38,7 @@ def seed(db_url: str) -> dict[str, str]:
 
     demo = seed_demo(db_url)
     book = creditbook.open(db_url)
-    access = AccessService(book).install()
+    access = AccessService(book.kernel).install()
     broke, _admin, broke_key = access.create_team(
         "Tiny Startup", time_zone="UTC", admin_email="bo@tiny.example"
     )

@@ -18,6 +18,8 @@ import httpx
 import pytest
 from e2e_helpers import OPERATOR_KEY, Server, start_server, stop_server
 
+from creditbook.service.requests import MAX_QUANTITY
+
 MiB = 1024 * 1024
 KiB = 1024
 
@@ -82,7 +84,7 @@ def test_a_json_body_over_1_mib_is_refused_413_whether_declared_or_streamed(
         assert admin.get("/v1/credits").json()["available"] == 995
         longest = {
             "feature": "f" * 64,
-            "quantity": 1_000_000,
+            "quantity": MAX_QUANTITY,
             "outcome": "o" * 64,
             "call": {"duration_seconds": 604_800, "answered": True, "destination": "d" * 64},
         }

@@ -61,7 +61,7 @@ def served(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Served]:
     team = book.create_team("Acme").id
     admin = book.add_member(team, "alice@acme.com", "admin")
     member = book.add_member(team, "bob@acme.com", "member")
-    keys = AccessService(book)
+    keys = AccessService(book.kernel)
     admin_key = keys.issue_key(team, admin.id).api_key
     member_key = keys.issue_key(team, member.id).api_key
     assert book.engine is not None

@@ -32,7 +32,7 @@ def main() -> None:
         return found
 
     svc = EnrichmentService(
-        book,
+        book.kernel,
         providers={"default": registry},
         options=EnrichmentOptions(chunk_size=16, concurrency=4),
     )

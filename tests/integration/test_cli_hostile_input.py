@@ -46,7 +46,7 @@ def world(cli: Cli) -> dict[str, str]:
     assert code == 0 and team
     book = creditbook.open(os.environ["CREDITBOOK_DATABASE_URL"])
     member = book.add_member(team.group(1), "bob@acme.example", "member")
-    key = AccessService(book).issue_key(team.group(1), member.id)
+    key = AccessService(book.kernel).issue_key(team.group(1), member.id)
     job = enrichment_for(book).create_job(
         team.group(1),
         [{"first_name": HYPERLINK, "last_name": "@SUM(1)", "company_domain": "acme.example"}],

@@ -150,7 +150,7 @@ def test_a_negative_monthly_cap_is_refused_for_members_and_api_keys(
     raw: tuple[Creditbook, Engine, str],
 ) -> None:
     book, engine, team = raw
-    access = AccessService(book)
+    access = AccessService(book.kernel)
     member = book.add_member(team, "max@acme.example", "member")
     key = access.issue_key(team, member.id)
     _refused(engine, "update members set monthly_cap = -1 where id = :m", m=member.id)

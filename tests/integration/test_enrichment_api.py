@@ -36,7 +36,7 @@ class Api:
 def api(book: creditbook.Creditbook, monkeypatch: pytest.MonkeyPatch) -> Iterator[Api]:
     monkeypatch.setenv("CREDITBOOK_NOTIFY_WORKER", "0")
     team = book.create_team("Acme").id
-    keys = AccessService(book)
+    keys = AccessService(book.kernel)
     admin = book.add_member(team, "alice@acme.com", "admin")
     member = book.add_member(team, "bob@acme.com", "member")
     other = book.add_member(team, "carol@acme.com", "member")

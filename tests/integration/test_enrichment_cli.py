@@ -89,7 +89,7 @@ def test_jobs_recover_pauses_a_job_whose_process_died_once_its_lease_ran_out(
     book = creditbook.open(f"sqlite:///{tmp_path / 'cli.db'}")
     team = book.create_team("Orphans").id
     book.grant(team, 100)
-    svc = EnrichmentService(book)
+    svc = EnrichmentService(book.kernel)
     job = svc.create_job(team, [{"first_name": "Ada", "last_name": "L", "company_domain": "a.io"}],
                          ["email_finder"])  # fmt: skip
     svc._claim(team, job.id, "run_dead")  # a runner that then died

@@ -62,7 +62,7 @@ def _kill_mid_job(crash_db: str) -> tuple[creditbook.Creditbook, str, str, list[
     team = book.create_team("Crashers")
     book.grant(team.id, 1_000_000, category="purchased", source="purchase")
     leads = sample_leads(LEADS)
-    job = EnrichmentService(book).create_job(team.id, leads, FEATURES)
+    job = EnrichmentService(book.kernel).create_job(team.id, leads, FEATURES)
 
     runner = subprocess.Popen(
         [sys.executable, str(HERE / "enrich_crash_runner.py"), crash_db, team.id, job.id],
@@ -89,7 +89,7 @@ def _kill_mid_job(crash_db: str) -> tuple[creditbook.Creditbook, str, str, list[
 def _assert_each_item_charged_once(
     book: creditbook.Creditbook, team_id: str, job_id: str, leads: list[dict[str, str]]
 ) -> None:
-    done = EnrichmentService(book).get_job(team_id, job_id)
+    done = EnrichmentService(book.kernel).get_job(team_id, job_id)
     assert done.status == "completed"
     assert _counts(book, team_id, job_id) == Counter({"done": LEADS * len(FEATURES)})
     assert book.engine is not None
@@ -147,7 +147,7 @@ def test_kill_9_mid_job_then_resume_charges_each_item_once_and_audits_clean(
     crash_db: str,
 ) -> None:
     book, team_id, job_id, leads = _kill_mid_job(crash_db)
-    svc = EnrichmentService(book, options=EnrichmentOptions(stale_after=timedelta(0)))
+    svc = EnrichmentService(book.kernel, options=EnrichmentOptions(stale_after=timedelta(0)))
     assert svc.get_job(team_id, job_id).status == "running"  # it died, nobody said so
 
     svc.resume(team_id, job_id)
@@ -169,7 +169,7 @@ def test_jobs_resume_right_after_a_kill_says_how_long_to_wait_then_takes_the_job
     assert early.returncode == 5, early.stdout + early.stderr
     message = " ".join(early.stderr.split())
     assert "job_still_owned" in message and "can be taken over in" in message, message
-    assert EnrichmentService(book).get_job(team_id, job_id).status == "running"
+    assert EnrichmentService(book.kernel).get_job(team_id, job_id).status == "running"
     time.sleep(1.1)  # a lease of 1 s has run out since the runner's last heartbeat
     late = _cli(url, "jobs", "resume", job_id, env={"CREDITBOOK_JOB_ORPHAN_SECONDS": "1"})
     assert late.returncode == 0, late.stdout + late.stderr

@@ -75,7 +75,7 @@ def service(book: creditbook.Creditbook, *providers: Scripted, **options: Any) -
         return registry
 
     return EnrichmentService(
-        book, providers={"default": factory}, options=EnrichmentOptions(**options)
+        book.kernel, providers={"default": factory}, options=EnrichmentOptions(**options)
     )
 
 
@@ -471,7 +471,7 @@ def test_an_ai_variable_is_charged_on_success_and_released_on_failure(
     book: creditbook.Creditbook,
 ) -> None:
     team_id = team_with(book, 10)
-    svc = EnrichmentService(book)  # the sandbox: deterministic, 98% success
+    svc = EnrichmentService(book.kernel)  # the sandbox: deterministic, 98% success
 
     made = asyncio.run(svc.generate_ai_variable(team_id, "Write an opener", lead("Ann")))
 

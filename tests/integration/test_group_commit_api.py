@@ -21,7 +21,7 @@ with warnings.catch_warnings():
 def client_and_team(book: creditbook.Creditbook) -> Iterator[tuple[TestClient, str, str]]:
     settings = Settings(env="test", operator_key="o" * 32, rate_limit_requests=1000)
     app = create_app(book, settings)
-    _, _, key = AccessService(book).create_team(
+    _, _, key = AccessService(book.kernel).create_team(
         "Batch API", time_zone="UTC", admin_email="ada@batch.example"
     )
     book.grant(key.team_id, 12, category="purchased", source="purchase")

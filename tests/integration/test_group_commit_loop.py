@@ -129,7 +129,7 @@ def test_a_capped_members_charges_go_to_the_thread_and_the_cap_holds(
 ) -> None:
     # The cap guard reads what the member spent this period: a query the loop did
     # not prefetch, so those batches are answered by the committer thread.
-    AccessService(looped).install()  # the cap guard
+    AccessService(looped.kernel).install()  # the cap guard
     team = _team(looped, 1_000)
     member = looped.add_member(team, "capped@loop.example", "member", monthly_cap=10)
     actor = Actor(member_id=member.id)
@@ -228,7 +228,7 @@ def test_the_api_batches_charges_on_its_event_loop(looped: creditbook.Creditbook
         warnings.simplefilter("ignore")
         from fastapi.testclient import TestClient
 
-    _, _, key = AccessService(looped).create_team(
+    _, _, key = AccessService(looped.kernel).create_team(
         "Loop API", time_zone="UTC", admin_email="ada@loop.example"
     )
     looped.grant(key.team_id, 12, category="purchased", source="purchase")

@@ -53,7 +53,7 @@ def service(
 
     options.setdefault("stale_after", LEASE)
     return EnrichmentService(
-        book, providers={"default": registry}, options=EnrichmentOptions(**options)
+        book.kernel, providers={"default": registry}, options=EnrichmentOptions(**options)
     )
 
 

@@ -20,7 +20,7 @@ COST = 5  # email_finder, deliverable
 
 
 def _capped_key(book: creditbook.Creditbook, cap: int) -> tuple[str, AccessService, Actor]:
-    access = AccessService(book)  # for keys and usage: creditbook.open installed the guard
+    access = AccessService(book.kernel)  # for keys and usage: creditbook.open installed the guard
     team = book.create_team("Keys").id
     book.grant(team, 100_000, category="purchased", source="purchase")
     member = book.add_member(team, "robot@acme.example", "member")
@@ -108,5 +108,5 @@ def test_open_installs_one_cap_guard_and_another_service_replaces_it(
         ]
 
     assert len(cap_guards()) == 1 and book.guards_read_caps
-    mine = AccessService(book).install()
+    mine = AccessService(book.kernel).install()
     assert cap_guards() == [mine.cap_guard]

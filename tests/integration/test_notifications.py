@@ -91,7 +91,7 @@ def test_an_alert_reaches_a_receiver_that_fails_twice_once_with_a_valid_signatur
         base_delay=timedelta(seconds=10),
         guard=local,
     )
-    shop = install(book, FakePaymentProvider(), notifications)
+    shop = install(book.kernel, FakePaymentProvider(), notifications)
     team = book.create_team("Alerted").id
     admin = Actor(member_id=book.add_member(team, "alice@alerted.com", "admin").id)
     settings = shop.update_settings(
@@ -152,7 +152,7 @@ def test_an_alert_is_given_up_after_its_last_attempt(
     notifications = NotificationService(
         book.uow, clock, sender, max_attempts=3, base_delay=timedelta(seconds=1), guard=local
     )
-    shop = install(book, FakePaymentProvider(), notifications)
+    shop = install(book.kernel, FakePaymentProvider(), notifications)
     team = book.create_team("Down").id
     admin = Actor(member_id=book.add_member(team, "alice@down.com", "admin").id)
     shop.update_settings(team, actor=admin, webhook_url="http://127.0.0.1:9/none")

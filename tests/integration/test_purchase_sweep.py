@@ -34,7 +34,7 @@ def admin(book: creditbook.Creditbook) -> tuple[str, Actor]:
 @pytest.fixture
 def stripe(book: creditbook.Creditbook) -> Iterator[tuple[PurchaseService, FakePaymentProvider]]:
     fake = FakePaymentProvider("stripe", webhook_secret="whsec_test_secret")
-    book.purchases = install(book, fake)
+    book.purchases = install(book.kernel, fake)
     yield book.purchases, fake
 
 

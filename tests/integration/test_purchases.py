@@ -31,7 +31,7 @@ def fake() -> FakePaymentProvider:
 
 @pytest.fixture
 def shop(book: creditbook.Creditbook, fake: FakePaymentProvider) -> PurchaseService:
-    book.purchases = install(book, fake)
+    book.purchases = install(book.kernel, fake)
     return book.purchases
 
 

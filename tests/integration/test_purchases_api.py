@@ -41,11 +41,11 @@ def _bearer(key: str) -> dict[str, str]:
 def ctx(book: creditbook.Creditbook, monkeypatch: pytest.MonkeyPatch) -> Iterator[Ctx]:
     monkeypatch.setenv("CREDITBOOK_NOTIFY_WORKER", "0")
     fake = FakePaymentProvider("stripe", webhook_secret="whsec_api_tests")
-    book.purchases = install(book, fake)
+    book.purchases = install(book.kernel, fake)
     team = book.create_team("Acme").id
     admin = book.add_member(team, "alice@acme.com", "admin")
     member = book.add_member(team, "bob@acme.com", "member")
-    keys = AccessService(book)
+    keys = AccessService(book.kernel)
     settings = Settings(
         operator_key=OPERATOR_KEY, rate_limit_requests=10_000, rate_limit_window_seconds=1
     )

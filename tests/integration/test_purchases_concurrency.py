@@ -36,7 +36,7 @@ def test_auto_recharge_fires_once_under_sixteen_concurrent_charges_crossing_the_
     book: creditbook.Creditbook,
 ) -> None:
     fake = FakePaymentProvider()
-    shop = install(book, fake)
+    shop = install(book.kernel, fake)
     team = book.create_team("Busy").id
     admin = book.add_member(team, "alice@busy.com", "admin")
     book.grant(team, 400)
@@ -66,7 +66,7 @@ def test_auto_recharge_fires_once_under_sixteen_concurrent_charges_crossing_the_
 def test_sixteen_concurrent_refused_charges_raise_one_depleted_alert(
     book: creditbook.Creditbook,
 ) -> None:
-    install(book, FakePaymentProvider())
+    install(book.kernel, FakePaymentProvider())
     team = book.create_team("Empty").id
     refused: list[int] = []
 

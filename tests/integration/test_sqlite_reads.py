@@ -31,12 +31,12 @@ def filled(tmp_path: Path) -> tuple[creditbook.Creditbook, str, list[str]]:
     grants with and without scope and expiry, a settings row with thresholds and
     flags, capped and uncapped members, stored receipts; and a second, bare team."""
     book = creditbook.open(f"sqlite:///{tmp_path / 'c.db'}", clock=FrozenClock(NOW))
-    book.purchases = install(book, FakePaymentProvider("stripe", webhook_secret="whsec_x"))
+    book.purchases = install(book.kernel, FakePaymentProvider("stripe", webhook_secret="whsec_x"))
     team = book.create_team("Acme").id
     bare = book.create_team("Bare").id
     admin = book.add_member(team, "alice@acme.com", "admin")
     bob = book.add_member(team, "bob@acme.com", "member", monthly_cap=40)
-    access = AccessService(book)
+    access = AccessService(book.kernel)
     access.issue_key(team, bob.id, label="crm sync", monthly_cap=25)
     gone = access.issue_key(team, bob.id, monthly_cap=5)
     access.revoke_key(team, gone.key_id)  # a revoked key's cap is no cap: it spends nothing

@@ -7,9 +7,10 @@ from decimal import Decimal
 
 import pytest
 
-from creditbook import Creditbook, FrozenClock, InvalidInput, load_catalog
+from creditbook import FrozenClock, InvalidInput, load_catalog
 from creditbook.adapters.notify import FakeWebhookSender, sign_body, verify_signature
 from creditbook.domain.money import Money
+from creditbook.service.kernel import Kernel
 from creditbook.service.notifications import NotificationService
 from creditbook.service.purchases import PurchaseService
 
@@ -20,8 +21,8 @@ def _no_database() -> object:
 
 @pytest.fixture
 def shop() -> PurchaseService:
-    book = Creditbook(_no_database, load_catalog(), FrozenClock(datetime(2026, 1, 1, tzinfo=UTC)))  # type: ignore[arg-type]
-    return PurchaseService(book)
+    clock = FrozenClock(datetime(2026, 1, 1, tzinfo=UTC))
+    return PurchaseService(Kernel(_no_database, load_catalog(), clock))  # type: ignore[arg-type]
 
 
 @pytest.mark.parametrize(

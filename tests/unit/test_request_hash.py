@@ -14,7 +14,7 @@ from typing import Any
 from hypothesis import given
 from hypothesis import strategies as st
 
-from creditbook.service.credits import request_hash
+from creditbook.service.requests import request_hash
 
 REQUEST: dict[str, Any] = {
     "feature": "email_finder",

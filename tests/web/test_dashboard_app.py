@@ -44,7 +44,7 @@ class World:
 @pytest.fixture
 def world(tmp_path: Path, clock: FrozenClock) -> Iterator[World]:
     book = creditbook.open(f"sqlite:///{tmp_path / 'web.db'}", clock=clock)
-    access = AccessService(book).install()
+    access = AccessService(book.kernel).install()
     team, admin, admin_key = access.create_team("Acme", time_zone="UTC", admin_email="a@x.io")
     member, member_key = access.add_member(team.id, "m@x.io", "member")
     book.grant(team.id, 1_000, reason="welcome")

@@ -60,7 +60,7 @@ def dash(tmp_path: Path, clock: FrozenClock, monkeypatch: pytest.MonkeyPatch) ->
     monkeypatch.setenv("CREDITBOOK_NOTIFY_WORKER", "0")
     monkeypatch.delenv("CREDITBOOK_WEBHOOK_ALLOW_PRIVATE", raising=False)
     book = creditbook.open(f"sqlite:///{tmp_path / 'web.db'}", clock=clock)
-    access = AccessService(book).install()
+    access = AccessService(book.kernel).install()
     team, admin, admin_key = access.create_team("Acme", time_zone="UTC", admin_email="a@x.io")
     member, member_key = access.add_member(team.id, SUMMED_EMAIL, "member")
     book.grant(team.id, 1_000, reason=HYPERLINK)

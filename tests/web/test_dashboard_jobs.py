@@ -59,7 +59,7 @@ def world(book: creditbook.Creditbook, monkeypatch: pytest.MonkeyPatch) -> Itera
     monkeypatch.setenv("CREDITBOOK_NOTIFY_WORKER", "0")
     assert book.engine is not None
     book.enable_group_commit(on_loop=book.engine.dialect.name == "postgresql")
-    access = AccessService(book).install()
+    access = AccessService(book.kernel).install()
     team, admin, admin_key = access.create_team("Acme", time_zone="UTC", admin_email="a@x.io")
     member, member_key = access.add_member(team.id, "m@x.io", "member")
     service = access.issue_key(team.id, admin.id, label="workers", kind="service")

@@ -66,7 +66,7 @@ def _rows(book: creditbook.Creditbook) -> list[object]:
 def test_the_cookie_names_a_session_whose_secret_is_stored_only_as_a_hash(
     book: creditbook.Creditbook,
 ) -> None:
-    access = AccessService(book).install()
+    access = AccessService(book.kernel).install()
     team, admin, key = access.create_team("Acme", time_zone="UTC", admin_email="a@x.io")
     client = _signed_in_client(create_app(book, Settings(secret_key=KEY)), key.api_key)
     cookie = URLSafeTimedSerializer(KEY, salt=SALT).loads(client.cookies["cb_session"])
@@ -86,7 +86,7 @@ def test_the_cookie_names_a_session_whose_secret_is_stored_only_as_a_hash(
 def test_a_session_ends_after_twelve_hours_on_the_server_clock(
     book: creditbook.Creditbook, clock: FrozenClock
 ) -> None:
-    access = AccessService(book).install()
+    access = AccessService(book.kernel).install()
     _, _, key = access.create_team("Acme", time_zone="UTC", admin_email="a@x.io")
     client = _signed_in_client(create_app(book, Settings(secret_key=KEY)), key.api_key)
     clock.advance(timedelta(hours=11, minutes=59))
@@ -98,7 +98,7 @@ def test_a_session_ends_after_twelve_hours_on_the_server_clock(
 def test_a_role_change_in_the_dashboard_ends_only_that_members_sessions(
     book: creditbook.Creditbook,
 ) -> None:
-    access = AccessService(book).install()
+    access = AccessService(book.kernel).install()
     team, _, key = access.create_team("Acme", time_zone="UTC", admin_email="a@x.io")
     other, other_key = access.add_member(team.id, "b@x.io", "admin")
     app = create_app(book, Settings(secret_key=KEY))

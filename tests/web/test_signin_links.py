@@ -38,7 +38,7 @@ def book(tmp_path: Path, clock: FrozenClock) -> Iterator[creditbook.Creditbook]:
 
 @pytest.fixture
 def access(book: creditbook.Creditbook) -> AccessService:
-    return AccessService(book).install()
+    return AccessService(book.kernel).install()
 
 
 def token_of(url: str) -> str:

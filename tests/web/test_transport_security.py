@@ -156,7 +156,7 @@ def _served(app: FastAPI, port: int) -> Iterator[str]:
 def test_a_known_and_an_unknown_address_get_the_same_answer_before_any_mail_is_sent(
     book: creditbook.Creditbook,
 ) -> None:
-    AccessService(book).install().create_team("One", time_zone="UTC", admin_email="sam@x.io")
+    AccessService(book.kernel).install().create_team("One", time_zone="UTC", admin_email="sam@x.io")
     mailer = GatedMailer()
     port = _free_port()
     settings = Settings(env="test", secret_key=KEY, public_url=f"http://127.0.0.1:{port}")

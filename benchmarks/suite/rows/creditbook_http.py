@@ -95,7 +95,7 @@ def _start(ctx: RunContext, sqlite: bool) -> Server:
     else:
         db_url = ctx.pg.sqlalchemy_url(create_scratch_database(ctx.pg, DBNAME))
     book = creditbook.open(db_url)
-    _, _, key = AccessService(book).create_team(
+    _, _, key = AccessService(book.kernel).create_team(
         "HTTP bench", time_zone="UTC", admin_email="bench@example.com"
     )
     book.grant(key.team_id, BALANCE, category="purchased", source="purchase")

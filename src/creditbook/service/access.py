@@ -24,7 +24,7 @@ Monthly caps
     zone. What counts against a cap: charges and captures made by the member
     (or through the key) in the period, plus the active holds they made (a hold
     reserves credits, so it counts at once; its capture replaces it). The
-    guard runs inside the spending transaction (``Creditbook.spend_guards``),
+    guard runs inside the spending transaction (``Kernel.spend_guards``),
     so two concurrent charges cannot both slip under the cap.
 
 Idempotency keys are kept at least ``IDEMPOTENCY_RETENTION`` (30 days);
@@ -49,22 +49,17 @@ from creditbook.adapters.db.repository import SqlUnitOfWork, member_from_row
 from creditbook.adapters.db.tables import holds, idempotency_keys, ledger_entries, members, metadata
 from creditbook.adapters.db.tables_access import api_keys, team_access
 from creditbook.domain.book import TeamBook
-from creditbook.domain.errors import (
-    Conflict,
-    InvalidInput,
-    MemberNotFound,
-    NotFound,
-    TeamNotFound,
-)
+from creditbook.domain.errors import Conflict, InvalidInput, MemberNotFound, NotFound, TeamNotFound
 from creditbook.domain.ids import new_id
 from creditbook.domain.ledger import EntryKind
 from creditbook.domain.limits import check_credits
 from creditbook.domain.team import Member, Role, Team
-from creditbook.service.credits import Creditbook
+from creditbook.service.kernel import Kernel
 
 # Re-exported: the entrypoints take the types of keys from the access service.
 from creditbook.service.principals import KeyKind as KeyKind
 from creditbook.service.principals import Principal as Principal
+from creditbook.service.teams import Teams
 
 KEY_PREFIX = "cbk"
 SECRET_BYTES = 32
@@ -179,10 +174,11 @@ def subscription_period_start(uow: SqlUnitOfWork, team_id: str, now: datetime) -
 
 
 class AccessService:
-    """Keys, members and caps of teams, over one ``Creditbook``."""
+    """Keys, members and caps of teams, over one kernel (and its teams)."""
 
-    def __init__(self, book: Creditbook) -> None:
-        self.book = book
+    def __init__(self, kernel: Kernel[SqlUnitOfWork], teams: Teams | None = None) -> None:
+        self.kernel = kernel
+        self.teams = teams or Teams(kernel)
         self.period_resolvers: list[PeriodResolver] = [subscription_period_start]
         # Run after a change of who a key acts for: revocation, removal, role, team status.
         self.on_change: list[Callable[[], None]] = []
@@ -197,11 +193,11 @@ class AccessService:
         Replaces the guard of any other ``AccessService`` on the book, so the caps
         are checked once per transaction, by the service installed last.
         """
-        guards = self.book.spend_guards
+        guards = self.kernel.spend_guards
         owner = AccessService
         guards[:] = [g for g in guards if not isinstance(getattr(g, "__self__", None), owner)]
         guards.append(self.cap_guard)
-        self.book.guards_read_caps = True
+        self.kernel.guards_read_caps = True
         return self
 
     # ---- teams ------------------------------------------------------------
@@ -210,13 +206,13 @@ class AccessService:
         self, name: str, *, time_zone: str, admin_email: str
     ) -> tuple[Team, Member, IssuedKey]:
         """A new team with its first admin and the admin's key."""
-        team = self.book.create_team(name, time_zone=time_zone)
-        admin = self.book.add_member(team.id, admin_email, Role.ADMIN)
+        team = self.teams.create_team(name, time_zone=time_zone)
+        admin = self.teams.add_member(team.id, admin_email, Role.ADMIN)
         key = self.issue_key(team.id, admin.id, label="created with the team")
         return team, admin, key
 
     def team_status(self, team_id: str) -> str:
-        with self.book.uow() as uow:
+        with self.kernel.uow() as uow:
             if uow.get_team(team_id) is None:
                 raise TeamNotFound(team_id)
             status = uow.conn.execute(
@@ -229,9 +225,9 @@ class AccessService:
             raise InvalidInput(
                 f"unknown status {status!r}; valid: {', '.join(TEAM_STATUSES)}", field="status"
             )
-        with self.book.uow() as uow:
+        with self.kernel.uow() as uow:
             uow.lock_team(team_id)
-            now = self.book.clock.now()
+            now = self.kernel.clock.now()
             done = uow.conn.execute(
                 update(team_access)
                 .where(team_access.c.team_id == team_id)
@@ -268,8 +264,8 @@ class AccessService:
         key_id = new_id("key")
         secret = secrets.token_urlsafe(SECRET_BYTES)
         api_key = f"{KEY_PREFIX}.{team_id}.{key_id}.{secret}"
-        now = self.book.clock.now()
-        with self.book.uow() as uow:
+        now = self.kernel.clock.now()
+        with self.kernel.uow() as uow:
             uow.lock_team(team_id)
             member = uow.get_member(team_id, member_id)
             if member is None or not member.active:
@@ -320,7 +316,7 @@ class AccessService:
                 members.c.active.is_(True),
             )
         )
-        with self.book.uow() as uow:
+        with self.kernel.uow() as uow:
             row = uow.conn.execute(query).first()
         if row is None or not hmac.compare_digest(row.key_hash, hash_key(api_key)):
             return None
@@ -337,12 +333,12 @@ class AccessService:
         query = select(api_keys).where(api_keys.c.team_id == team_id)
         if member_id is not None:
             query = query.where(api_keys.c.member_id == member_id)
-        with self.book.uow() as uow:
+        with self.kernel.uow() as uow:
             rows = list(uow.conn.execute(query.order_by(api_keys.c.id)))
         return [KeyInfo.of(r) for r in rows]
 
     def get_key(self, team_id: str, key_id: str) -> KeyInfo:
-        with self.book.uow() as uow:
+        with self.kernel.uow() as uow:
             return self._key(uow, team_id, key_id)
 
     def revoke_key(self, team_id: str, key_id: str) -> KeyInfo:
@@ -350,7 +346,7 @@ class AccessService:
 
         def revoked(uow: SqlUnitOfWork, key: KeyInfo) -> dict[str, Any]:
             end_sessions(uow.conn, team_id, key_id=key_id)
-            return {"revoked_at": key.revoked_at or self.book.clock.now()}
+            return {"revoked_at": key.revoked_at or self.kernel.clock.now()}
 
         info = self._update_key(team_id, key_id, revoked)
         self._changed()
@@ -378,7 +374,7 @@ class AccessService:
         change: Callable[[SqlUnitOfWork, KeyInfo], dict[str, Any]],
     ) -> KeyInfo:
         """Write ``change(uow, key)``'s columns to the key, under the team's lock; the key after."""
-        with self.book.uow() as uow:
+        with self.kernel.uow() as uow:
             uow.lock_team(team_id)
             key = self._key(uow, team_id, key_id)
             values = change(uow, key)
@@ -405,11 +401,11 @@ class AccessService:
         self, team_id: str, email: str, role: Role | str, *, monthly_cap: int | None = None
     ) -> tuple[Member, IssuedKey]:
         _check_cap(monthly_cap)
-        member = self.book.add_member(team_id, email, role, monthly_cap=monthly_cap)
+        member = self.teams.add_member(team_id, email, role, monthly_cap=monthly_cap)
         return member, self.issue_key(team_id, member.id)
 
     def get_member(self, team_id: str, member_id: str) -> Member:
-        with self.book.uow() as uow:
+        with self.kernel.uow() as uow:
             member = uow.get_member(team_id, member_id)
         if member is None:
             raise MemberNotFound(member_id)
@@ -432,7 +428,7 @@ class AccessService:
         if monthly_cap is not _UNSET:
             _check_cap(monthly_cap)
             values["monthly_cap"] = monthly_cap
-        with self.book.uow() as uow:
+        with self.kernel.uow() as uow:
             uow.lock_team(team_id)
             member = uow.get_member(team_id, member_id)
             if member is None or not member.active:
@@ -458,8 +454,8 @@ class AccessService:
 
     def remove_member(self, team_id: str, member_id: str) -> Member:
         """Deactivate a member and revoke every key of theirs; the ledger keeps their history."""
-        now = self.book.clock.now()
-        with self.book.uow() as uow:
+        now = self.kernel.clock.now()
+        with self.kernel.uow() as uow:
             uow.lock_team(team_id)
             member = uow.get_member(team_id, member_id)
             if member is None or not member.active:
@@ -547,14 +543,14 @@ class AccessService:
 
     def usage_this_month(self, team_id: str, member_id: str) -> int:
         """What the member spent this cap month (active holds included)."""
-        with self.book.uow() as uow:
-            since = self.period_start(uow, team_id, self.book.clock.now())
+        with self.kernel.uow() as uow:
+            since = self.period_start(uow, team_id, self.kernel.clock.now())
             return self.member_spent(uow, team_id, member_id, since)
 
     def key_usage_this_month(self, team_id: str, key_id: str) -> int:
         """What was spent through the key this cap month (active holds included)."""
-        with self.book.uow() as uow:
-            since = self.period_start(uow, team_id, self.book.clock.now())
+        with self.kernel.uow() as uow:
+            since = self.period_start(uow, team_id, self.kernel.clock.now())
             return self.key_spent(uow, team_id, key_id, since)
 
     def cap_guard(self, uow: SqlUnitOfWork, book: TeamBook) -> None:
@@ -586,8 +582,8 @@ class AccessService:
         """Delete idempotency keys older than ``older_than`` (never less than 30 days)."""
         if older_than < IDEMPOTENCY_RETENTION:
             raise InvalidInput("idempotency keys are kept at least 30 days", field="older_than")
-        cutoff = self.book.clock.now() - older_than
-        with self.book.uow() as uow:
+        cutoff = self.kernel.clock.now() - older_than
+        with self.kernel.uow() as uow:
             done = uow.conn.execute(
                 delete(idempotency_keys).where(idempotency_keys.c.created_at < cutoff)
             )

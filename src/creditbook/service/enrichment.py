@@ -43,7 +43,7 @@ from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from fractions import Fraction
 from pathlib import Path
-from typing import Any
+from typing import Any, Protocol
 from weakref import WeakKeyDictionary
 
 from sqlalchemy import Connection, and_, bindparam, func, insert, select, update
@@ -63,6 +63,7 @@ from creditbook.adapters.providers.base import AI_VARIABLE, FEATURE_OUTCOMES, Le
 from creditbook.adapters.providers.config import build_registry, default_registry
 from creditbook.adapters.providers.registry import ProviderRegistry
 from creditbook.domain.book import TeamBook
+from creditbook.domain.catalog import Catalog
 from creditbook.domain.errors import (
     CapExceeded,
     CreditbookError,
@@ -78,7 +79,6 @@ from creditbook.domain.ids import new_id
 from creditbook.domain.ledger import SYSTEM, Actor
 from creditbook.domain.limits import check_credits
 from creditbook.domain.pricing import max_quote
-from creditbook.service.credits import Creditbook, request_hash
 from creditbook.service.csv_safe import csv_writer
 from creditbook.service.job_leases import (
     JobStateConflict,
@@ -87,8 +87,11 @@ from creditbook.service.job_leases import (
     renew_every,
     still_owned,
 )
+from creditbook.service.kernel import Kernel
 from creditbook.service.leads import LEAD_FIELDS
 from creditbook.service.notifications import AlertKind, NotificationService
+from creditbook.service.requests import request_hash
+from creditbook.service.spending import Spending
 
 RegistryFactory = Callable[[], ProviderRegistry]
 ProgressCallback = Callable[["JobProgress"], None]
@@ -280,7 +283,7 @@ class AiVariableResult:
 
 @dataclass(frozen=True, slots=True)
 class _Step:
-    """What one reserve/settle transaction decided (a receipt for ``Creditbook.transact``)."""
+    """What one reserve/settle transaction decided (a receipt for ``Kernel.transact``)."""
 
     payload: dict[str, Any]
 
@@ -389,15 +392,15 @@ def _item_key(job_id: str, lead_index: int, feature: str, step: str, attempt: in
     return base if attempt == 0 else f"{base}:{attempt}"
 
 
-def sandbox_registry_factory(book: Creditbook) -> RegistryFactory:
-    """The deterministic sandbox for every enrichment feature of the book's catalog."""
+def sandbox_registry_factory(catalog: Catalog) -> RegistryFactory:
+    """The deterministic sandbox for every enrichment feature of the catalog."""
     billable = {
-        k: f.billable_outcomes for k, f in book.catalog.features.items() if k in FEATURE_OUTCOMES
+        k: f.billable_outcomes for k, f in catalog.features.items() if k in FEATURE_OUTCOMES
     }
     return lambda: default_registry(billable)
 
 
-def configured_registry_factory(book: Creditbook, path: Path) -> RegistryFactory:
+def configured_registry_factory(catalog: Catalog, path: Path) -> RegistryFactory:
     """Waterfalls from a provider configuration file (TOML or JSON, see providers.config)."""
     text = path.read_text(encoding="utf-8")
     if path.suffix.casefold() == ".json":
@@ -406,31 +409,33 @@ def configured_registry_factory(book: Creditbook, path: Path) -> RegistryFactory
         import tomllib
 
         config = tomllib.loads(text)
-    billable = {k: f.billable_outcomes for k, f in book.catalog.features.items()}
+    billable = {k: f.billable_outcomes for k, f in catalog.features.items()}
     build_registry(config, billable_outcomes=billable)  # fail at start-up, not mid-job
     return lambda: build_registry(config, billable_outcomes=billable)
 
 
 class EnrichmentService:
-    """Enrichment jobs over one ``Creditbook``. Get the shared one with ``enrichment_for``."""
+    """Enrichment jobs over one kernel. Get the shared one with ``enrichment_for``."""
 
     def __init__(
         self,
-        book: Creditbook,
+        kernel: Kernel[SqlUnitOfWork],
+        spending: Spending | None = None,
         *,
         providers: Mapping[str, RegistryFactory] | None = None,
         options: EnrichmentOptions | None = None,
     ) -> None:
-        self.book = book
+        self.kernel = kernel
+        self.spending = spending or Spending(kernel)
         self.options = options or EnrichmentOptions()
         factories = dict(providers or {})
-        factories.setdefault("sandbox", sandbox_registry_factory(book))
+        factories.setdefault("sandbox", sandbox_registry_factory(kernel.catalog))
         factories.setdefault("default", factories["sandbox"])
         self.providers: dict[str, RegistryFactory] = factories
         # In-process listeners (after commit); the durable alert is written by
         # ``_alert_paused`` inside the pausing transaction.
         self.pause_listeners: list[PauseListener] = []
-        self.notifications = NotificationService(book.uow, book.clock, sender=_NoSender())
+        self.notifications = NotificationService(kernel.uow, kernel.clock, sender=_NoSender())
 
     # ---- creating and reading jobs -------------------------------------------------
 
@@ -442,7 +447,7 @@ class EnrichmentService:
             )
         chosen: list[str] = []
         for name in features:
-            feature = self.book.catalog.feature(name)
+            feature = self.kernel.catalog.feature(name)
             if feature.metered_by_call or name == AI_VARIABLE:
                 raise InvalidInput(
                     f"feature {name!r} cannot run in an enrichment job; job features: "
@@ -461,13 +466,13 @@ class EnrichmentService:
     def job_features(self) -> list[str]:
         return sorted(
             k
-            for k, f in self.book.catalog.features.items()
+            for k, f in self.kernel.catalog.features.items()
             if not f.metered_by_call and k != AI_VARIABLE
         )
 
     def cost(self, feature: str) -> int:
         """What one (lead, feature) can cost at most: what its hold reserves."""
-        return max_quote(self.book.catalog, feature).credits
+        return max_quote(self.kernel.catalog, feature).credits
 
     def create_job(
         self,
@@ -526,7 +531,7 @@ class EnrichmentService:
                 field="sample_size",
             )
         _check_limit(credit_limit)
-        now = self.book.clock.now()
+        now = self.kernel.clock.now()
         job_id = new_id("job")
         lead_rows: list[dict[str, Any]] = []
         item_rows: list[dict[str, Any]] = []
@@ -562,7 +567,7 @@ class EnrichmentService:
                     max_credits += costs[feature]
                     item_rows.append(_new_item(team_id, job_id, index, feature, fingerprint))
         paused = estimate_only and sample_size is None
-        with self.book.uow() as uow:
+        with self.kernel.uow() as uow:
             uow.lock_team(team_id)
             if member_id is not None and uow.get_member(team_id, member_id) is None:
                 raise MemberNotFound(member_id)
@@ -606,7 +611,7 @@ class EnrichmentService:
         return self.get_job(team_id, job_id)
 
     def _job_for_key(self, team_id: str, key: str, digest: str) -> EnrichmentJob | None:
-        with self.book.uow() as uow:
+        with self.kernel.uow() as uow:
             found = self._job_id_for_key(uow.conn, team_id, key, digest)
             return self._load_job(uow.conn, team_id, found) if found is not None else None
 
@@ -626,7 +631,7 @@ class EnrichmentService:
     def get_job(self, team_id: str, job_id: str, *, started_by: str | None = None) -> EnrichmentJob:
         """The job; with ``started_by``, only if that member started it, else ``JobNotFound``
         exactly as for a job of another team (a member's reach: ``service.principals``)."""
-        with self.book.uow() as uow:
+        with self.kernel.uow() as uow:
             job = self._load_job(uow.conn, team_id, job_id)
         if started_by is not None and job.member_id != started_by:
             raise JobNotFound(job_id)
@@ -634,7 +639,7 @@ class EnrichmentService:
 
     def find_job(self, job_id: str) -> EnrichmentJob:
         """A job by id alone (ids are unique across teams): for the operator's CLI."""
-        with self.book.uow() as uow:
+        with self.kernel.uow() as uow:
             team_id = uow.conn.execute(
                 select(enrichment_jobs.c.team_id).where(enrichment_jobs.c.id == job_id)
             ).scalar()
@@ -652,7 +657,7 @@ class EnrichmentService:
     ) -> list[EnrichmentJob]:
         """The latest jobs; with ``started_by``, that member's only."""
         j = enrichment_jobs
-        with self.book.uow() as uow:
+        with self.kernel.uow() as uow:
             query = select(j.c.id).where(j.c.team_id == team_id)
             if status is not None:
                 query = query.where(j.c.status == status)
@@ -715,8 +720,8 @@ class EnrichmentService:
         has run out, and refused with ``JobStillOwned`` (how long to wait) before.
         """
         _check_limit(credit_limit)
-        now = self.book.clock.now()
-        with self.book.uow() as uow:
+        now = self.kernel.clock.now()
+        with self.kernel.uow() as uow:
             uow.lock_team(team_id)
             row = self._job_row(uow.conn, team_id, job_id)
             if row.status in ("completed", "cancelled"):
@@ -745,8 +750,8 @@ class EnrichmentService:
     def cancel(self, team_id: str, job_id: str) -> EnrichmentJob:
         """Stop a job: pending items are cancelled; held ones are released here, unless a
         live runner has them in flight (it settles them, then stops)."""
-        now = self.book.clock.now()
-        with self.book.uow() as uow:
+        now = self.kernel.clock.now()
+        with self.kernel.uow() as uow:
             row = self._job_row(uow.conn, team_id, job_id)
             if row.status in ("completed", "cancelled"):
                 raise JobStateConflict(
@@ -793,7 +798,7 @@ class EnrichmentService:
             )  # fmt: skip
             return _Step({})
 
-        self.book.transact(team_id, "enrichment.cancel", {}, None, apply, _Step, hold_ids=held)
+        self.kernel.transact(team_id, "enrichment.cancel", {}, None, apply, _Step, hold_ids=held)
         return self.get_job(team_id, job_id)
 
     def recover_interrupted(self, *, stale_after: timedelta | None = None) -> list[str]:
@@ -805,15 +810,15 @@ class EnrichmentService:
         resumed by themselves (see the decision record): resuming is one call,
         and their held items are reconciled then.
         """
-        now = self.book.clock.now()
+        now = self.kernel.clock.now()
         cutoff = now - (self.options.stale_after if stale_after is None else stale_after)
-        with self.book.uow() as uow:
+        with self.kernel.uow() as uow:
             orphans = leases.orphaned_jobs(uow.conn, expired_before=cutoff)
         paused = {"status": "paused", "pause_reason": INTERRUPTED, "credits_needed": None,
                   "updated_at": now}  # fmt: skip
         recovered = []
         for team_id, job_id in orphans:
-            with self.book.uow() as uow:
+            with self.kernel.uow() as uow:
                 uow.lock_team(team_id)
                 row = self._job_row(uow.conn, team_id, job_id)
                 if not leases.end_expired_lease(
@@ -828,7 +833,7 @@ class EnrichmentService:
     def queued_jobs(self) -> list[tuple[str, str]]:
         """(team, job) of every queued job, oldest first: what a worker should run."""
         j = enrichment_jobs
-        with self.book.uow() as uow:
+        with self.kernel.uow() as uow:
             rows = uow.conn.execute(
                 select(j.c.team_id, j.c.id).where(j.c.status == "queued").order_by(j.c.id)
             ).all()
@@ -838,7 +843,7 @@ class EnrichmentService:
         """Resume the jobs paused for credits of teams that opted in, once the next item
         is affordable again; returns the (team, job) resumed."""
         j, s = enrichment_jobs, enrichment_settings
-        with self.book.uow() as uow:
+        with self.kernel.uow() as uow:
             rows = uow.conn.execute(
                 select(j.c.team_id, j.c.id)
                 .join(s, s.c.team_id == j.c.team_id)
@@ -851,14 +856,14 @@ class EnrichmentService:
         resumed = []
         for team_id, job_id in rows:
             feature = self._next_pending_feature(team_id, job_id)
-            if feature is None or self.book.available(team_id, feature) >= self.cost(feature):
+            if feature is None or self.spending.available(team_id, feature) >= self.cost(feature):
                 self.resume(team_id, job_id)
                 resumed.append((team_id, job_id))
         return resumed
 
     def _next_pending_feature(self, team_id: str, job_id: str) -> str | None:
         it = enrichment_items
-        with self.book.uow() as uow:
+        with self.kernel.uow() as uow:
             found = uow.conn.execute(
                 select(it.c.feature)
                 .where(it.c.team_id == team_id, it.c.job_id == job_id, it.c.state == "pending")
@@ -884,9 +889,9 @@ class EnrichmentService:
                 "dedupe_window_days is a whole number of days from 0 to 3650",
                 field="dedupe_window_days",
             )
-        now = self.book.clock.now()
+        now = self.kernel.clock.now()
         s = enrichment_settings
-        with self.book.uow() as uow:
+        with self.kernel.uow() as uow:
             uow.lock_team(team_id)
             row = uow.conn.execute(select(s).where(s.c.team_id == team_id)).first()
             values: dict[str, Any] = {"updated_at": now}
@@ -904,7 +909,7 @@ class EnrichmentService:
 
     def team_settings(self, team_id: str) -> dict[str, Any]:
         s = enrichment_settings
-        with self.book.uow() as uow:
+        with self.kernel.uow() as uow:
             if uow.get_team(team_id) is None:
                 raise TeamNotFound(team_id)
             row = uow.conn.execute(select(s).where(s.c.team_id == team_id)).first()
@@ -1036,8 +1041,8 @@ class EnrichmentService:
     # ---- the transactions ------------------------------------------------------------
 
     def _claim(self, team_id: str, job_id: str, token: str) -> EnrichmentJob:
-        now = self.book.clock.now()
-        with self.book.uow() as uow:
+        now = self.kernel.clock.now()
+        with self.kernel.uow() as uow:
             uow.lock_team(team_id)
             row = self._job_row(uow.conn, team_id, job_id)
             if not leases.take_lease(
@@ -1069,9 +1074,9 @@ class EnrichmentService:
         )
 
     def _renew_lease(self, team_id: str, job_id: str, token: str) -> bool:
-        with self.book.uow() as uow:
+        with self.kernel.uow() as uow:
             kept = leases.renew_lease(
-                uow.conn, team_id, job_id, token=token, now=self.book.clock.now()
+                uow.conn, team_id, job_id, token=token, now=self.kernel.clock.now()
             )
             uow.commit()
         return kept
@@ -1079,8 +1084,8 @@ class EnrichmentService:
     def _pause(
         self, team_id: str, job_id: str, token: str, reason: str, needed: int | None
     ) -> None:
-        now = self.book.clock.now()
-        with self.book.uow() as uow:
+        now = self.kernel.clock.now()
+        with self.kernel.uow() as uow:
             uow.lock_team(team_id)
             row = self._job_row(uow.conn, team_id, job_id)
             if row.status != "running" or row.runner != token:
@@ -1131,7 +1136,7 @@ class EnrichmentService:
                                     "done", hit.outcome, hit.value, hit.data, 0, "cache", None,
                                     None)
                     )  # fmt: skip
-                    if self.book.catalog.feature(row.feature).is_billable(hit.outcome):
+                    if self.kernel.catalog.feature(row.feature).is_billable(hit.outcome):
                         found += 1
                     continue
                 if key in seen:
@@ -1203,7 +1208,7 @@ class EnrichmentService:
                 }
             )
 
-        return self.book.transact(team_id, "enrichment.reserve", {}, None, apply, _Step)
+        return self.kernel.transact(team_id, "enrichment.reserve", {}, None, apply, _Step)
 
     def _end_of_scope(self, conn: Connection, book: TeamBook, job: Any, sampling: bool) -> _Step:
         """No pending item left in scope: finish the sample, or the job."""
@@ -1256,7 +1261,7 @@ class EnrichmentService:
         ):
             stats = sampled.setdefault(feature, {"sampled": 0, "billable": 0})
             stats["sampled"] += count
-            if outcome and self.book.catalog.feature(feature).is_billable(outcome):
+            if outcome and self.kernel.catalog.feature(feature).is_billable(outcome):
                 stats["billable"] += count
         rest = Fraction(0)
         for feature, count in self._pending_by_feature(conn, job.team_id, job.id).items():
@@ -1321,7 +1326,7 @@ class EnrichmentService:
                                     (o.error or "")[:500])
                     )  # fmt: skip
                     continue
-                billable = self.book.catalog.feature(w.feature).is_billable(result.outcome)
+                billable = self.kernel.catalog.feature(w.feature).is_billable(result.outcome)
                 credits = 0
                 if billable:
                     charged = book.capture(
@@ -1379,7 +1384,7 @@ class EnrichmentService:
                 }
             )
 
-        return self.book.transact(
+        return self.kernel.transact(
             team_id, "enrichment.settle", {}, None, apply, _Step, hold_ids=hold_ids
         )
 
@@ -1436,7 +1441,7 @@ class EnrichmentService:
 
     def _held_work(self, team_id: str, job_id: str) -> list[_Work]:
         it = enrichment_items
-        with self.book.uow() as uow:
+        with self.kernel.uow() as uow:
             rows = uow.conn.execute(
                 select(it.c.lead_index, it.c.feature, it.c.hold_id, it.c.attempt)
                 .where(it.c.team_id == team_id, it.c.job_id == job_id, it.c.state == "held")
@@ -1518,7 +1523,7 @@ class EnrichmentService:
     def results(self, team_id: str, job_id: str) -> list[LeadResult]:
         """One entry per lead, with each feature's state, outcome, value and credits."""
         it, le = enrichment_items, enrichment_leads
-        with self.book.uow() as uow:
+        with self.kernel.uow() as uow:
             self._job_row(uow.conn, team_id, job_id)
             leads = {
                 r.lead_index: dict(r.data)
@@ -1604,7 +1609,7 @@ class EnrichmentService:
             )
         key = idempotency_key
         held = await asyncio.to_thread(
-            self.book.hold,
+            self.spending.hold,
             team_id,
             AI_VARIABLE,
             actor=actor,
@@ -1619,11 +1624,11 @@ class EnrichmentService:
             result = None
         finally:
             await registry.aclose()
-        if result is not None and self.book.catalog.feature(AI_VARIABLE).is_billable(
+        if result is not None and self.kernel.catalog.feature(AI_VARIABLE).is_billable(
             result.outcome
         ):
             charged = await asyncio.to_thread(
-                self.book.capture,
+                self.spending.capture,
                 team_id,
                 held.hold_id,
                 outcome=result.outcome,
@@ -1634,7 +1639,7 @@ class EnrichmentService:
                 result.provider,
             )  # fmt: skip
         await asyncio.to_thread(
-            self.book.release,
+            self.spending.release,
             team_id,
             held.hold_id,
             idempotency_key=f"{key}:release" if key else None,
@@ -1673,21 +1678,32 @@ class EnrichmentService:
 
 # ---- helpers ------------------------------------------------------------------------------
 
-_SERVICES: WeakKeyDictionary[Creditbook, EnrichmentService] = WeakKeyDictionary()
+_SERVICES: WeakKeyDictionary[Kernel[Any], EnrichmentService] = WeakKeyDictionary()
 _SERVICES_LOCK = threading.Lock()
 
 
-def enrichment_for(book: Creditbook, **kwargs: Any) -> EnrichmentService:
-    """The book's shared ``EnrichmentService`` (made on first use, configured from Settings)."""
+class HasKernel(Protocol):
+    """What ``enrichment_for`` accepts besides a kernel: an engine that has one (``Creditbook``)."""
+
+    @property
+    def kernel(self) -> Kernel[SqlUnitOfWork]: ...
+
+
+def enrichment_for(owner: Kernel[SqlUnitOfWork] | HasKernel, **kwargs: Any) -> EnrichmentService:
+    """The kernel's shared ``EnrichmentService`` (made on first use, configured from Settings).
+
+    ``owner`` is the kernel, or an engine that has one (``enrichment_for(book)``).
+    """
+    kernel = owner if isinstance(owner, Kernel) else owner.kernel
     with _SERVICES_LOCK:
-        service = _SERVICES.get(book)
+        service = _SERVICES.get(kernel)
         if service is None:
-            service = EnrichmentService(book, **(kwargs or _from_settings(book)))
-            _SERVICES[book] = service
+            service = EnrichmentService(kernel, **(kwargs or _from_settings(kernel.catalog)))
+            _SERVICES[kernel] = service
         return service
 
 
-def _from_settings(book: Creditbook) -> dict[str, Any]:
+def _from_settings(catalog: Catalog) -> dict[str, Any]:
     from creditbook.config import Settings
 
     settings = Settings()
@@ -1699,7 +1715,7 @@ def _from_settings(book: Creditbook) -> dict[str, Any]:
     )
     providers: dict[str, RegistryFactory] = {}
     if settings.enrichment_providers is not None:
-        providers["default"] = configured_registry_factory(book, settings.enrichment_providers)
+        providers["default"] = configured_registry_factory(catalog, settings.enrichment_providers)
     return {"options": options, "providers": providers}
 
 

@@ -4,20 +4,11 @@ A durable transaction costs one WAL flush (PostgreSQL) or one fsync (SQLite,
 ``synchronous=FULL``), and a team's lock is held until it is done: one
 transaction per charge caps one team at one flush per charge. Here commands
 from many threads are queued; one committer thread takes everything queued
-(up to ``max_batch``) and runs it as ONE transaction (``run_batch``):
-
-1. lock every team of the batch with one ``SELECT ... FOR UPDATE`` in id
-   order (other processes lock in the same order: no deadlock);
-2. one lookup of the batch's idempotency keys, one load of the teams' live
-   grants and one of the holds named by captures and releases;
-3. apply the commands in arrival order to in-memory ``TeamBook``s; a command
-   that raises is answered with its error and leaves no trace (the book is
-   rolled back to a ``savepoint``); two commands with the same key: the
-   second gets the first's receipt (or ``IdempotencyConflict``);
-4. run the spend guards once per team over everything the batch applied to
-   it (caps are monotone: if the whole batch fits, every prefix fits);
-5. one UPDATE per kind of changed row (executemany), one multi-row INSERT of
-   entries, one of postings, one of idempotency receipts, one commit.
+(up to ``max_batch``) and runs it as ONE transaction of the kernel
+(``Kernel.run_batch`` in ``service/kernel.py``: the phases of a command alone,
+for every team of the batch at once: one lock of the teams in id order, one
+read, each command under a savepoint, the guards once per team, since caps
+are monotone, one write and commit).
 
 Every caller waits for an answer given only after its batch committed: a
 thread on a ``concurrent.futures.Future`` (``submit``), a task on a future of
@@ -40,13 +31,14 @@ request id of its own.
 On PostgreSQL a batch is two round trips: BEGIN travels with the locks and
 reads, COMMIT with the writes. With ``on_loop=True`` (``creditbook serve``),
 tasks' commands are batched on their own event loop instead (``_LoopCommitter``,
-through ``adapters/db/loop_batch.py``): the same steps on an async connection,
-so no second thread waits for the GIL; what that fast path cannot finish goes
-to the committer thread.
+through a ``LoopBatchIO``, ``adapters/db/committer.py``): the kernel's phases
+around async round trips, so no second thread waits for the GIL; what that
+fast path cannot finish goes to the committer thread.
 
-``Creditbook.enable_group_commit()`` switches it on (or the environment
-variable ``CREDITBOOK_GROUP_COMMIT=1``); ``Creditbook.charge_many`` runs an
-explicit batch of charges through ``run_batch`` in the caller's thread.
+``Creditbook.enable_group_commit()`` switches it on (``creditbook.open`` does
+when ``CREDITBOOK_GROUP_COMMIT`` says so); the committer is the kernel's
+``Batcher``. ``charge_many`` runs an explicit batch through
+``Kernel.run_batch`` in the caller's thread.
 """
 
 from __future__ import annotations
@@ -58,93 +50,40 @@ import queue
 import threading
 import time
 from collections import deque
-from collections.abc import Callable, Iterable, Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from concurrent.futures import Future
 from contextlib import contextmanager
 from dataclasses import dataclass, field
-from datetime import datetime
-from typing import TYPE_CHECKING, Any, Protocol
+from typing import Any
 
-from sqlalchemy import Connection
+from creditbook.domain.errors import DatabaseUnavailable
+from creditbook.service.kernel import GuardRefused, Kernel, describe, moved, plan, uncertain
+from creditbook.service.ports import HeldUnitsOfWork, LoopBatchIO, NeedsConnection, UnitOfWork
+from creditbook.service.requests import (
+    DEFAULT_MAX_BATCH,
+    DEFAULT_MAX_WAIT_MS,
+    GROUPED_OPERATIONS,
+    MAX_BATCH_ITEMS,
+    SPENDS,
+    ChargeItem,
+    Command,
+    Outcome,
+)
 
-from creditbook.adapters.db import loop_batch
-from creditbook.adapters.db.loop_batch import NeedsConnection, PrefetchedUnitOfWork
-from creditbook.adapters.db.repository import SqlUnitOfWork
-from creditbook.domain.book import TeamBook
-from creditbook.domain.errors import DatabaseUnavailable, IdempotencyConflict, TeamNotFound
-from creditbook.domain.ledger import SYSTEM, Actor
-from creditbook.domain.pricing import Call
-from creditbook.service.request_context import request_id_var
-
-if TYPE_CHECKING:
-    from creditbook.service.credits import Creditbook
+__all__ = [
+    "DEFAULT_MAX_BATCH",
+    "DEFAULT_MAX_WAIT_MS",
+    "GROUPED_OPERATIONS",
+    "MAX_BATCH_ITEMS",
+    "SPENDS",
+    "ChargeItem",
+    "Command",
+    "GroupCommitter",
+    "GroupStats",
+    "Outcome",
+]
 
 log = logging.getLogger("creditbook.group_commit")
-
-DEFAULT_MAX_BATCH = 256
-DEFAULT_MAX_WAIT_MS = 2.0
-MAX_BATCH_ITEMS = 1000
-GROUPED_OPERATIONS = frozenset({"charge", "hold", "capture", "release"})
-SPENDS = frozenset({"charge", "hold"})  # what a spending cap counts
-
-
-class _Receipt(Protocol):
-    def to_dict(self) -> dict[str, Any]: ...
-
-
-@dataclass(slots=True)
-class Command:
-    """One use case waiting for its batch: what ``Creditbook.transact`` was given."""
-
-    team_id: str
-    operation: str
-    request: dict[str, Any]
-    idempotency_key: str | None
-    digest: str
-    apply: Callable[[TeamBook, SqlUnitOfWork], _Receipt]
-    hold_ids: list[str] | None = None
-    # The request that queued it (its log lines name it; the committer has none).
-    request_id: str = field(default_factory=request_id_var.get)
-
-
-@dataclass(frozen=True, slots=True)
-class Outcome:
-    """A command's answer: the receipt (object and/or dict), or the error it raised.
-
-    ``receipt`` is the object ``apply`` returned when this batch ran the command;
-    ``data`` its dict form, present when it has an idempotency key (it is stored)
-    or when the answer is a stored receipt. Serializing only what is stored saves
-    a ``to_dict``/``from_dict`` round per keyless command.
-    """
-
-    data: dict[str, Any] | None = None
-    error: BaseException | None = None
-    receipt: Any = None
-
-    def value(self, receipt_type: type[Any]) -> Any:
-        """The receipt as ``receipt_type``; raises the command's error."""
-        if self.error is not None:
-            raise self.error
-        if isinstance(self.receipt, receipt_type):
-            return self.receipt
-        return receipt_type.from_dict(self.data)
-
-    @property
-    def ok(self) -> bool:
-        return self.error is None
-
-
-@dataclass(frozen=True, slots=True)
-class ChargeItem:
-    """One charge of ``Creditbook.charge_many``; ``team_id`` defaults to the call's."""
-
-    feature: str
-    quantity: int = 1
-    outcome: str | None = None
-    call: Call | None = None
-    actor: Actor = SYSTEM
-    idempotency_key: str | None = None
-    team_id: str | None = None
 
 
 @dataclass
@@ -159,316 +98,6 @@ class GroupStats:
     @property
     def mean_batch(self) -> float:
         return self.commands / self.batches if self.batches else 0.0
-
-
-class _GuardRefused(Exception):
-    def __init__(self, team_id: str) -> None:
-        super().__init__(team_id)
-        self.team_id = team_id
-
-
-# ---- one batch, one transaction ------------------------------------------------------------
-
-
-def run_batch(
-    book: Creditbook,
-    commands: Sequence[Command],
-    uow: Callable[[], SqlUnitOfWork] | None = None,
-) -> list[Outcome]:
-    """Run ``commands`` as one transaction (see the module docstring); one outcome each.
-
-    ``uow`` makes the batch's unit of work (``book.uow`` by default).
-    """
-    outcomes: list[Outcome | None] = [None] * len(commands)
-    isolated: set[str] = set()
-    unavailable: DatabaseUnavailable | None = None
-    reconnected = False
-    while True:
-        chosen = [i for i, c in enumerate(commands) if c.team_id not in isolated]
-        if not chosen:
-            break
-        try:
-            for i, outcome in _attempt(book, uow or book.uow, commands, chosen).items():
-                outcomes[i] = outcome
-            break
-        except _GuardRefused as refused:
-            isolated.add(refused.team_id)
-        except DatabaseUnavailable as exc:
-            if exc.connection_lost and not reconnected:
-                reconnected = True  # nothing was applied; a kept connection may just be stale
-                continue
-            unavailable = exc  # the same for every command: none runs alone
-            break
-        except Exception as exc:
-            # A failure of the batch as a whole: give every command its own transaction,
-            # where the same failure (if it is one) is that command's answer alone, with
-            # its traceback in that request's log line if it is a bug.
-            log.warning(
-                "batch of %d failed (%s); running its commands alone",
-                len(chosen),
-                _describe(exc),
-                extra={"request_ids": [commands[i].request_id for i in chosen]},
-            )
-            isolated.update(commands[i].team_id for i in chosen)
-            break
-    for i, command in enumerate(commands):
-        if outcomes[i] is None:
-            outcomes[i] = Outcome(error=unavailable) if unavailable else _alone(book, command)
-    return [o for o in outcomes if o is not None]
-
-
-def _describe(exc: BaseException) -> str:
-    text = str(exc).strip().splitlines()
-    return f"{type(exc).__name__}: {text[0]}" if text else type(exc).__name__
-
-
-def _uncertain(
-    commands: Sequence[Command], out: dict[int, Outcome], lost: DatabaseUnavailable
-) -> dict[int, Outcome]:
-    """A batch whose COMMIT was sent and whose answer was lost: what it applied, and any
-    replay of a key it applied, is answered ``lost`` (outcome unknown); the rest stands."""
-    applied = {
-        (commands[i].team_id, commands[i].idempotency_key)
-        for i, o in out.items()
-        if o.receipt is not None and commands[i].idempotency_key is not None
-    }
-    return {
-        i: Outcome(error=lost)
-        if o.error is None
-        and (o.receipt is not None or (commands[i].team_id, commands[i].idempotency_key) in applied)
-        else o
-        for i, o in out.items()
-    }
-
-
-def _alone(book: Creditbook, c: Command) -> Outcome:
-    try:
-        return Outcome(
-            data=book.run_transaction(
-                c.team_id, c.operation, c.idempotency_key, c.digest, c.apply, hold_ids=c.hold_ids
-            )
-        )
-    except Exception as exc:
-        return Outcome(error=exc)
-
-
-def _attempt(
-    book: Creditbook,
-    make_uow: Callable[[], SqlUnitOfWork],
-    commands: Sequence[Command],
-    chosen: list[int],
-) -> dict[int, Outcome]:
-    by_team, keys, hold_keys = _wanted(commands, chosen)
-    out: dict[int, Outcome] = {}
-    try:
-        _attempt_in(book, make_uow, commands, chosen, by_team, keys, hold_keys, out)
-    except DatabaseUnavailable as exc:
-        if exc.outcome != DatabaseUnavailable.UNKNOWN:
-            raise
-        return _uncertain(commands, out, exc)
-    return out
-
-
-def _attempt_in(
-    book: Creditbook,
-    make_uow: Callable[[], SqlUnitOfWork],
-    commands: Sequence[Command],
-    chosen: list[int],
-    by_team: dict[str, list[int]],
-    keys: list[tuple[str, str]],
-    hold_keys: list[tuple[str, str]],
-    out: dict[int, Outcome],
-) -> None:
-    with make_uow() as uow:
-        due, stored, grants, holds = uow.read_batch(
-            by_team, keys, hold_keys, caps=_reads_caps(book, commands, chosen)
-        )
-        now = book.clock.now()
-        books, late = _open_books(book, by_team, due, grants, holds, now, out)
-        for team_id in sorted(late):
-            # Rare (a TTL or an expiry passed): the ordinary catch-up, one team at a time.
-            hold_ids = [h for i in by_team[team_id] for h in commands[i].hold_ids or ()]
-            books[team_id], _ = book.open_book(
-                uow, team_id, due_at=due[team_id], locked=True, hold_ids=hold_ids or None
-            )
-        receipts = _apply_teams(book, uow, books, by_team, commands, stored, out, now)
-        moved = _moved(books, due, late)
-        if late:
-            uow.save_books(books.values())
-            for team_id in sorted(late):
-                book.finish(uow, books[team_id], ran_catch_up=True, due_at=due[team_id])
-            uow.set_due_at_many(moved)
-            uow.put_idempotency_many(receipts)
-            uow.commit()
-        else:
-            uow.write_batch_and_commit(books.values(), receipts, moved)
-
-
-def _reads_caps(book: Creditbook, commands: Sequence[Command], chosen: Iterable[int]) -> bool:
-    """Whether the batch reads its teams' spending caps: some charge or hold names a spender.
-
-    The cap guard counts only charges and holds made by a member or through a
-    key; a batch of the system's charges (an import, a benchmark) spares the read.
-    """
-    if not book.guards_read_caps:
-        return False
-    for i in chosen:
-        command = commands[i]
-        actor = command.request.get("actor")
-        if actor and (actor["member"] or actor["key"]) and command.operation in SPENDS:
-            return True
-    return False
-
-
-def _wanted(
-    commands: Sequence[Command], chosen: Iterable[int]
-) -> tuple[dict[str, list[int]], list[tuple[str, str]], list[tuple[str, str]]]:
-    """The chosen commands by team (arrival order kept), their keys and their holds."""
-    by_team: dict[str, list[int]] = {}
-    for i in chosen:
-        by_team.setdefault(commands[i].team_id, []).append(i)
-    keys = [
-        (commands[i].team_id, key)
-        for ids in by_team.values()
-        for i in ids
-        if (key := commands[i].idempotency_key) is not None
-    ]
-    hold_keys = [
-        (commands[i].team_id, h)
-        for ids in by_team.values()
-        for i in ids
-        for h in commands[i].hold_ids or ()
-    ]
-    return by_team, keys, hold_keys
-
-
-def _open_books(
-    book: Creditbook,
-    by_team: dict[str, list[int]],
-    due: dict[str, datetime | None],
-    grants: dict[str, list[Any]],
-    holds: dict[tuple[str, str], Any],
-    now: datetime,
-    out: dict[int, Outcome],
-) -> tuple[dict[str, TeamBook], set[str]]:
-    """Books of the batch's teams from its reads; teams due for a catch-up are ``late``.
-
-    Unknown teams' commands are answered ``TeamNotFound`` and leave ``by_team``.
-    """
-    for team_id in [t for t in by_team if t not in due]:
-        for i in by_team.pop(team_id):
-            out[i] = Outcome(error=TeamNotFound(team_id))
-    late = {t for t in by_team if (d := due[t]) is not None and d <= now}
-    books: dict[str, TeamBook] = {}
-    for team_id in by_team:
-        if team_id not in late:
-            books[team_id] = TeamBook.load(team_id, book.catalog, now, grants[team_id])
-    for (team_id, hold_id), hold in holds.items():
-        if team_id in books:
-            books[team_id].holds[hold_id] = hold
-    return books, late
-
-
-def _apply_teams(
-    book: Creditbook,
-    uow: SqlUnitOfWork,
-    books: dict[str, TeamBook],
-    by_team: dict[str, list[int]],
-    commands: Sequence[Command],
-    stored: dict[tuple[str, str], tuple[str, str, dict[str, Any]]],
-    out: dict[int, Outcome],
-    now: datetime,
-) -> list[dict[str, Any]]:
-    """Apply each team's commands and run the spend guards; the receipts to store."""
-    receipts: list[dict[str, Any]] = []
-    for team_id, ids in by_team.items():
-        team_book = books[team_id]
-        applied = _apply_all(team_book, uow, commands, ids, stored, out, receipts, now)
-        if applied and book.spend_guards:
-            try:
-                for guard in book.spend_guards:
-                    guard(uow, team_book)
-            except DatabaseUnavailable:
-                raise
-            except Exception:
-                raise _GuardRefused(team_id) from None
-    return receipts
-
-
-def _moved(
-    books: dict[str, TeamBook], due: dict[str, datetime | None], late: set[str]
-) -> dict[str, datetime | None]:
-    """Teams whose ``due_at`` moves earlier (a new hold's TTL, a new grant's expiry)."""
-    moved: dict[str, datetime | None] = {}
-    for team_id, team_book in books.items():
-        earliest = _earliest_new(team_book)
-        current = due[team_id]
-        if team_id not in late and earliest is not None and (current is None or earliest < current):
-            moved[team_id] = earliest
-    return moved
-
-
-def _apply_all(
-    team_book: TeamBook,
-    uow: SqlUnitOfWork,
-    commands: Sequence[Command],
-    ids: list[int],
-    stored: dict[tuple[str, str], tuple[str, str, dict[str, Any]]],
-    out: dict[int, Outcome],
-    receipts: list[dict[str, Any]],
-    now: datetime,
-) -> int:
-    """Apply one team's commands in arrival order; returns how many changed the book."""
-    seen: dict[str, tuple[str, dict[str, Any]]] = {}
-    applied = 0
-    for i in ids:
-        c = commands[i]
-        key = c.idempotency_key
-        if key is not None:
-            known = stored.get((c.team_id, key)) or seen.get(key)
-            if known is not None:
-                digest, answer = known[0], known[-1]
-                assert isinstance(answer, dict)
-                out[i] = (
-                    Outcome(data=answer)
-                    if digest == c.digest
-                    else Outcome(error=IdempotencyConflict(key))
-                )
-                continue
-        mark = team_book.savepoint()
-        try:
-            receipt = c.apply(team_book, uow)
-            data: dict[str, Any] | None = receipt.to_dict() if key is not None else None
-        except DatabaseUnavailable:
-            raise  # the batch's failure, not this command's answer
-        except Exception as exc:
-            team_book.rollback_to(mark)
-            out[i] = Outcome(error=exc)
-            continue
-        applied += 1
-        out[i] = Outcome(data=data, receipt=receipt)
-        if key is not None and data is not None:
-            seen[key] = (c.digest, data)
-            receipts.append(
-                {
-                    "team_id": c.team_id,
-                    "key": key,
-                    "request_hash": c.digest,
-                    "operation": c.operation,
-                    "response": data,
-                    "created_at": now,
-                }
-            )
-    return applied
-
-
-def _earliest_new(team_book: TeamBook) -> datetime | None:
-    """The earliest TTL or expiry the book adds (the team's ``due_at`` may move to it)."""
-    candidates = [team_book.holds[h].expires_at for h in team_book.new_holds]
-    candidates += [
-        g.expires_at for gid in team_book.new_grants if (g := team_book.grants[gid]).expires_at
-    ]
-    return min(candidates) if candidates else None
 
 
 # ---- the committer -------------------------------------------------------------------------
@@ -558,10 +187,10 @@ def _answer_all(
     return teams
 
 
-def _after_commit(book: Creditbook, teams: dict[str, list[str]]) -> None:
-    """Run the book's after-commit hooks once per team; a failing hook is logged."""
+def _after_commit(kernel: Kernel[Any], teams: dict[str, list[str]]) -> None:
+    """Run the kernel's after-commit hooks once per team; a failing hook is logged."""
     for team_id, request_ids in teams.items():
-        for after in book.after_commit_hooks:
+        for after in kernel.after_commit_hooks:
             try:
                 after(team_id)
             except Exception:
@@ -584,8 +213,8 @@ class _LoopCommitter:
 
     Tasks queue commands here instead of on the committer thread; one task
     of the loop takes what is queued (up to ``max_batch``) and runs it as one
-    transaction through ``adapters/db/loop_batch.py``: the same reads,
-    commands, guards and writes as ``_attempt``, on an ``AsyncConnection``,
+    transaction through the group's ``LoopBatchIO``: the kernel's reads,
+    commands, guards and writes, on an async connection,
     so the batch's waits for PostgreSQL are loop events and no second thread
     competes for the GIL. A batch that needs more than the fast path (a team
     due for a catch-up, a guard that refuses or needs a query, any database
@@ -601,7 +230,8 @@ class _LoopCommitter:
         self.ready = asyncio.Event()
         self.task: asyncio.Task[None] | None = None
         self.closing = False
-        self.conn: Any = None  # psycopg.AsyncConnection, opened by the first batch
+        self.io: LoopBatchIO = group.loop_io  # type: ignore[assignment]
+        self.conn: Any = None  # the async connection, opened by the first batch
 
     def submit(self, command: Command) -> asyncio.Future[Outcome]:
         future: asyncio.Future[Outcome] = self.loop.create_future()
@@ -656,7 +286,7 @@ class _LoopCommitter:
             log.warning(
                 "batch of %d failed on the loop (%s); the committer thread runs it",
                 len(live),
-                _describe(exc),
+                describe(exc),
                 extra={"request_ids": [c.request_id for c in commands]},
             )
             out = None
@@ -682,53 +312,52 @@ class _LoopCommitter:
         # Run here, on the loop's thread, so a hook must not block. The one with work
         # (auto-recharge) gets it from a guard that writes a purchase row first, and a
         # write sends the batch to the committer thread: here it finds nothing to do.
-        _after_commit(self.group.book, teams)
+        _after_commit(self.group.kernel, teams)
 
     async def _attempt(self, commands: list[Command]) -> dict[int, Outcome]:
-        book = self.group.book
-        assert book.engine is not None
-        if self.conn is None or self.conn.closed or self.conn.broken:
-            self.conn = await loop_batch.connect(book.engine)
+        kernel, io = self.group.kernel, self.io
+        if self.conn is None or not io.usable(self.conn):
+            self.conn = await io.connect()
         conn = self.conn
-        by_team, keys, hold_keys = _wanted(commands, range(len(commands)))
+        by_team, keys, hold_keys = plan(commands, range(len(commands)))
         out: dict[int, Outcome] = {}
-        uow = PrefetchedUnitOfWork(book.engine)
+        uow = io.prefetched_uow()
         lost: DatabaseUnavailable | None = None
         try:
-            caps = _reads_caps(book, commands, range(len(commands)))
-            due, stored, grants, holds = await loop_batch.read_batch(
+            caps = kernel.reads_caps(commands, range(len(commands)))
+            due, stored, grants, holds = await io.read_batch(
                 conn, uow, by_team, keys, hold_keys, caps=caps
             )
-            now = book.clock.now()
-            books, late = _open_books(book, by_team, due, grants, holds, now, out)
+            now = kernel.clock.now()
+            books, late = kernel.open_books(by_team, due, grants, holds, now, out)
             if late:
                 raise _ToThread
             try:
-                receipts = _apply_teams(book, uow, books, by_team, commands, stored, out, now)
-            except _GuardRefused:
+                receipts = kernel.apply_teams(uow, books, by_team, commands, stored, out, now)
+            except GuardRefused:
                 raise _ToThread from None
-            moved = _moved(books, due, late)
+            due_moves = moved(books, due, late)
             try:
-                await loop_batch.write_batch_and_commit(conn, list(books.values()), receipts, moved)
+                await io.write_batch_and_commit(conn, list(books.values()), receipts, due_moves)
             except DatabaseUnavailable as exc:
                 if exc.outcome != DatabaseUnavailable.UNKNOWN:
                     raise
                 lost = exc
         except BaseException:
             try:
-                await loop_batch.end(conn)
+                await io.end(conn)
             except Exception:
                 log.debug("rollback on the loop failed; the next batch reconnects")
-                await conn.close()
+                await io.close(conn)
             raise
         if lost is not None:
-            await conn.close()  # broken: the next batch reconnects
-            return _uncertain(commands, out, lost)
+            await io.close(conn)  # broken: the next batch reconnects
+            return uncertain(commands, out, lost)
         return out
 
     def drop_connection(self) -> None:
-        if self.conn is not None and not self.conn.closed:
-            self.conn.pgconn.finish()
+        if self.conn is not None:
+            self.io.drop(self.conn)
 
     async def aclose(self) -> None:
         """Answer what is queued, then stop the task and close the connection."""
@@ -737,11 +366,11 @@ class _LoopCommitter:
         if self.task is not None and not self.task.done():
             await self.task
         if self.conn is not None:
-            await self.conn.close()
+            await self.io.close(self.conn)
 
 
 class GroupCommitter:
-    """Coalesces concurrent commands of one ``Creditbook`` into one transaction per batch.
+    """Coalesces concurrent commands of one kernel into one transaction per batch.
 
     One committer thread (started on first use) takes whatever is queued, up
     to ``max_batch`` commands. When the queue runs dry it waits, at most
@@ -749,12 +378,18 @@ class GroupCommitter:
     not sent their next command yet (callers in a loop): without that, N
     looping callers settle at batches of N/2. A lone caller never waits;
     ``max_wait_ms=0`` never waits at all.
+
+    ``held`` makes the committer thread's units of work on one kept connection
+    (the kernel's factory without it); ``loop_io`` carries the event-loop
+    batches of ``on_loop`` (without it, ``on_loop`` is off).
     """
 
     def __init__(
         self,
-        book: Creditbook,
+        kernel: Kernel[Any],
         *,
+        held: HeldUnitsOfWork | None = None,
+        loop_io: LoopBatchIO | None = None,
         max_batch: int = DEFAULT_MAX_BATCH,
         max_wait_ms: float = DEFAULT_MAX_WAIT_MS,
         per_team: bool = False,
@@ -764,24 +399,22 @@ class GroupCommitter:
             raise ValueError(f"max_batch must be between 1 and {MAX_BATCH_ITEMS}, got {max_batch}")
         if not 0 <= max_wait_ms <= 1000:
             raise ValueError(f"max_wait_ms must be between 0 and 1000, got {max_wait_ms}")
-        self.book = book
+        self.kernel = kernel
+        self.held = held
+        self.loop_io = loop_io
         self.max_batch = max_batch
         self.max_wait = max_wait_ms / 1000.0
         # One transaction per team and batch: keeps "a transaction touches one team"
         # (a PostgreSQL distributed by team, e.g. Citus) at the cost of more commits.
         self.per_team = per_team
         # Tasks' commands batched on their own event loop (PostgreSQL): see _LoopCommitter.
-        engine = book.engine
-        self.on_loop = (
-            on_loop and not per_team and engine is not None and engine.dialect.name == "postgresql"
-        )
+        self.on_loop = on_loop and not per_team and loop_io is not None
         self._loops: dict[asyncio.AbstractEventLoop, _LoopCommitter] = {}
         self.stats = GroupStats()
         self._queue: queue.SimpleQueue[_Waiting | object] = queue.SimpleQueue()
         self._thread: threading.Thread | None = None
         self._start_lock = threading.Lock()
         self._closed = False
-        self._conn: Connection | None = None
         self._open = threading.Event()
         self._open.set()
         self._count_lock = threading.Lock()
@@ -795,6 +428,11 @@ class GroupCommitter:
             yield
         finally:
             self._open.set()
+
+    @property
+    def _conn(self) -> Any:
+        """The committer thread's kept connection, if it holds one (tests read it)."""
+        return getattr(self.held, "connection", None)
 
     def queued(self) -> int:
         """Commands submitted to the committer thread and not answered yet."""
@@ -875,31 +513,11 @@ class GroupCommitter:
         if thread is not None:
             self._queue.put(_STOP)
             thread.join(timeout)
-        if self._conn is not None and (thread is None or not thread.is_alive()):
-            self._conn.close()
-            self._conn = None
+        if self.held is not None and (thread is None or not thread.is_alive()):
+            self.held.close()
 
-    def _uow(self) -> SqlUnitOfWork:
-        """The committer keeps one connection: on PostgreSQL no checkout and pre-ping per
-        batch; on SQLite (no pool) no new connection, PRAGMAs and schema load per batch.
-        A connection that failed is replaced at the next batch."""
-        engine = self.book.engine
-        if engine is None:
-            return self.book.uow()
-        conn = self._conn
-        if conn is None or conn.closed or conn.invalidated:
-            if conn is not None:
-                conn.close()
-            conn = self._conn = engine.connect()
-            if engine.dialect.name == "postgresql":
-                # psycopg waits for the answer to the BEGIN it sends in a pipeline (a
-                # round trip per batch); with the driver in autocommit, ``read_batch``
-                # sends BEGIN itself in the same pipeline as the lock and the reads.
-                # Statements run by the batch after it are inside that transaction,
-                # and the unit of work's commit and rollback still end it. The pool
-                # resets the setting when the connection goes back to it.
-                conn.execution_options(isolation_level="AUTOCOMMIT")
-        return SqlUnitOfWork(engine, connection=conn)
+    def _uow(self) -> UnitOfWork:
+        return self.held() if self.held is not None else self.kernel.uow()
 
     def _loop(self) -> None:
         stopping = False
@@ -959,10 +577,10 @@ class GroupCommitter:
                 outcomes = [
                     o
                     for members in groups.values()
-                    for o in run_batch(self.book, [w.command for w in members], self._uow)
+                    for o in self.kernel.run_batch([w.command for w in members], self._uow)
                 ]
             else:
-                outcomes = run_batch(self.book, [w.command for w in live], self._uow)
+                outcomes = self.kernel.run_batch([w.command for w in live], self._uow)
         except BaseException as exc:  # never leave a caller waiting forever
             for w in live:
                 answers.answer(w, exc, error=True)
@@ -974,4 +592,4 @@ class GroupCommitter:
         answers.deliver()
         # Work a spend guard queued for after the commit (auto-recharge) was queued on
         # this thread, so it runs here, once per team, after every caller was answered.
-        _after_commit(self.book, teams)
+        _after_commit(self.kernel, teams)

@@ -49,7 +49,7 @@ from creditbook.adapters.notify.base import (
 from creditbook.domain.clock import Clock
 from creditbook.domain.errors import DatabaseUnavailable, InvalidInput, TeamNotFound
 from creditbook.domain.ids import new_id
-from creditbook.service.credits import UnitOfWorkFactory
+from creditbook.service.ports import UnitOfWorkFactory
 
 MAX_PAGE = 500
 _KIND = re.compile(r"^[a-z][a-z0-9_]{0,31}$")
@@ -165,7 +165,7 @@ class NotificationService:
 
     def __init__(
         self,
-        uow_factory: UnitOfWorkFactory,
+        uow_factory: UnitOfWorkFactory[SqlUnitOfWork],
         clock: Clock,
         sender: WebhookSender | None = None,
         *,

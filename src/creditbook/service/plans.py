@@ -2,12 +2,12 @@
 
 The rules are the pure functions of ``creditbook.domain.subscriptions``;
 this module persists a team's ``Subscription`` in the ``subscriptions``
-table and runs each command inside ``Creditbook.transact``: one locked
+table and runs each command inside ``Kernel.transact``: one locked
 transaction on one team, idempotent under a key, writing only balanced
 entries (so ``creditbook audit`` stays clean).
 
 Keeping teams up to date without cron: ``Plans`` registers two hooks on
-the engine when it is built.
+the kernel when it is built.
 
 - a catch-up step, run by every read or write of a team whose ``due_at``
   has passed (after expired holds and grants are written off): it loads the
@@ -48,7 +48,7 @@ from sqlalchemy import bindparam, insert, select, update
 from creditbook.adapters.db.repository import SqlUnitOfWork, as_utc
 from creditbook.adapters.db.tables_subscriptions import subscriptions
 from creditbook.domain.book import TeamBook
-from creditbook.domain.catalog import Plan
+from creditbook.domain.catalog import Catalog, Plan
 from creditbook.domain.clock import ensure_aware
 from creditbook.domain.errors import InvalidInput, NotFound, TeamNotFound
 from creditbook.domain.grants import Category, Source
@@ -68,8 +68,10 @@ from creditbook.domain.subscriptions import (
     reactivate,
     start_trial,
 )
-from creditbook.service.credits import Creditbook, actor_dict
+from creditbook.service.kernel import Kernel
 from creditbook.service.receipts import GrantReceipt
+from creditbook.service.requests import actor_dict
+from creditbook.service.spending import Spending
 from creditbook.service.sweep import bulk_update
 
 __all__ = [
@@ -258,8 +260,9 @@ Apply = Callable[[Subscription | None, TeamBook, SqlUnitOfWork], tuple[Subscript
 class Plans:
     """Subscriptions of teams to plans: trial, seats, periods, cancellation, gifts."""
 
-    def __init__(self, book: Creditbook) -> None:
-        self.book = book
+    def __init__(self, kernel: Kernel[SqlUnitOfWork], spending: Spending | None = None) -> None:
+        self.kernel = kernel
+        self.spending = spending or Spending(kernel)
         # Per unit of work while ``tick`` sweeps a batch of teams: the
         # prefetched subscriptions and the ones changed, written at once.
         self._batch: dict[SqlUnitOfWork, dict[str, Subscription]] = {}
@@ -268,17 +271,17 @@ class Plans:
         self._changed: dict[SqlUnitOfWork, set[str]] = {}
         self.catch_up_step = _CatchUpStep(self)
         self.due_step = _DueStep(self)
-        book.catch_up_steps.append(self.catch_up_step)
-        book.due_steps.append(self.due_step)
+        kernel.catch_up_steps.append(self.catch_up_step)
+        kernel.due_steps.append(self.due_step)
 
     # ---- reading ----------------------------------------------------------------
 
     def subscription(self, team_id: str) -> Subscription | None:
         """The team's subscription, brought up to date first; None if it never subscribed."""
-        book = self.book
-        with book.uow() as uow:
-            team_book, ran = book.open_book(uow, team_id)
-            book.finish(uow, team_book, ran_catch_up=ran)
+        kernel = self.kernel
+        with kernel.uow() as uow:
+            team_book, ran = kernel.open_book(uow, team_id)
+            kernel.finish(uow, team_book, ran_catch_up=ran)
             sub = self._load(uow, team_id)
             uow.commit()
         return sub
@@ -301,7 +304,7 @@ class Plans:
         A new subscription's period 0 starts at ``anchor`` (default: now) in
         ``time_zone`` (default: the team's). On a trial plan the trial starts.
         """
-        catalog = self.book.catalog
+        catalog = self.kernel.catalog
         catalog.plan(plan)
         _check_seats(seats)
         start = ensure_aware(anchor) if anchor is not None else None
@@ -370,7 +373,7 @@ class Plans:
         idempotency_key: str | None = None,
     ) -> SubscriptionReceipt:
         """Grant the trial credits: once per team, ever (``TrialAlreadyUsed`` after that)."""
-        catalog = self.book.catalog
+        catalog = self.kernel.catalog
         if plan is not None:
             catalog.plan(plan)
         request = {"plan": plan, "time_zone": time_zone, "actor": actor_dict(actor)}
@@ -383,7 +386,7 @@ class Plans:
                 team = uow.get_team(team_id)
                 if team is None:
                     raise TeamNotFound(team_id)
-                trial = plan or _default_trial_plan(self.book)
+                trial = plan or _default_trial_plan(self.kernel.catalog)
                 sub = new_subscription(
                     team_id,
                     catalog,
@@ -404,7 +407,7 @@ class Plans:
         idempotency_key: str | None = None,
     ) -> SubscriptionReceipt:
         """Upgrade at once (prorated difference) or downgrade at the next period."""
-        catalog = self.book.catalog
+        catalog = self.kernel.catalog
         _refuse_trial_plan(catalog.plan(plan))
         request = {"plan": plan, "actor": actor_dict(actor)}
 
@@ -426,7 +429,7 @@ class Plans:
     ) -> SubscriptionReceipt:
         """Set the seat count; added seats get their allowance per the seat policy."""
         _check_seats(seats)
-        catalog = self.book.catalog
+        catalog = self.kernel.catalog
         request = {"seats": seats, "actor": actor_dict(actor)}
 
         def apply(
@@ -445,7 +448,7 @@ class Plans:
         idempotency_key: str | None = None,
     ) -> SubscriptionReceipt:
         """Stop free grants after the current period; purchased credits stay."""
-        catalog = self.book.catalog
+        catalog = self.kernel.catalog
         request = {"actor": actor_dict(actor)}
 
         def apply(
@@ -466,7 +469,7 @@ class Plans:
         idempotency_key: str | None = None,
     ) -> SubscriptionReceipt:
         """Undo a cancellation, or start a new term now once the last paid period ended."""
-        catalog = self.book.catalog
+        catalog = self.kernel.catalog
         if plan is not None:
             _refuse_trial_plan(catalog.plan(plan))
         request = {"plan": plan, "actor": actor_dict(actor)}
@@ -500,7 +503,7 @@ class Plans:
         """
         why = _text(reason, "reason", MAX_REASON, "why the credits are given")
         who = _text(operator, "operator", MAX_OPERATOR, "who gives them")
-        return self.book.grant(
+        return self.spending.grant(
             team_id,
             credits,
             category=category,
@@ -523,7 +526,7 @@ class Plans:
         actor: Actor,
         apply: Apply,
     ) -> SubscriptionReceipt:
-        engine = self.book
+        engine = self.kernel
 
         def run(book: TeamBook, uow: SqlUnitOfWork) -> SubscriptionReceipt:
             # The catch-up step has already run if the team was due; the
@@ -638,7 +641,7 @@ class _CatchUpStep:
         if sub is None:
             return
         before = dataclasses.replace(sub)
-        catch_up(sub, book, plans.book.catalog, now)
+        catch_up(sub, book, plans.kernel.catalog, now)
         changed = [f for f in _FIELDS if getattr(sub, f) != getattr(before, f)]
         if changed:
             plans._store(uow, sub, now, changed)
@@ -720,9 +723,9 @@ def _refuse_trial_plan(plan: Plan) -> None:
         )
 
 
-def _default_trial_plan(book: Creditbook) -> str:
+def _default_trial_plan(catalog: Catalog) -> str:
     trials = sorted(
-        (p for p in book.catalog.plans.values() if p.is_trial), key=lambda p: (p.rank, p.key)
+        (p for p in catalog.plans.values() if p.is_trial), key=lambda p: (p.rank, p.key)
     )
     if not trials:
         raise InvalidInput("the catalog defines no trial plan (a plan with trial_credits > 0)")

@@ -3,7 +3,7 @@
 Buying (``PurchaseService.buy``) takes three steps, so a double submit
 buys once and the provider is asked once:
 
-1. one team-locked transaction (``Creditbook.transact`` with the caller's
+1. one team-locked transaction (``Kernel.transact`` with the caller's
    idempotency key) writes the purchase ``pending``; a retry with the same
    key gets the same purchase back and never reaches step 2;
 2. the caller that created the row asks the provider for the money, with the
@@ -85,8 +85,8 @@ from creditbook.domain.ledger import SYSTEM, Actor, EntryKind
 from creditbook.domain.limits import MAX_COOLDOWN_SECONDS, check_credits, check_whole
 from creditbook.domain.money import Money
 from creditbook.domain.team import Role
-from creditbook.service.credits import Creditbook, actor_dict
 from creditbook.service.csv_safe import csv_writer
+from creditbook.service.kernel import Kernel
 from creditbook.service.notifications import (
     AlertKind,
     NotificationService,
@@ -95,6 +95,7 @@ from creditbook.service.notifications import (
     settings_row,
     update_settings_row,
 )
+from creditbook.service.requests import actor_dict
 
 MAX_PAGE = 500
 STALLED_AFTER = timedelta(minutes=15)  # no answer recorded from the provider by then
@@ -304,7 +305,7 @@ def _settings(row: Any, team_id: str) -> BillingSettings:
 
 
 class PurchaseService:
-    """Purchases, refunds, payment webhooks, auto-recharge and balance alerts of a ``Creditbook``.
+    """Purchases, refunds, payment webhooks, auto-recharge and balance alerts over a kernel.
 
     Build it with ``install`` (``creditbook.open`` does): it registers its
     spend guard, refusal hook and after-commit hook on the engine.
@@ -312,34 +313,36 @@ class PurchaseService:
 
     def __init__(
         self,
-        book: Creditbook,
+        kernel: Kernel[SqlUnitOfWork],
         provider: PaymentProvider | None = None,
         notifications: NotificationService | None = None,
         guard: OutboundGuard | None = None,
     ) -> None:
-        self.book = book
+        self.kernel = kernel
         self.provider: PaymentProvider = provider or ManualPaymentProvider()
-        self.notifications = notifications or NotificationService(book.uow, book.clock, guard=guard)
+        self.notifications = notifications or NotificationService(
+            kernel.uow, kernel.clock, guard=guard
+        )
         self._queued = threading.local()
 
     def install(self) -> PurchaseService:
         """Register the alert/auto-recharge guard and hooks on the engine (once)."""
-        book = self.book
-        book.spend_guards[:] = [g for g in book.spend_guards if not _bound_to(g, PurchaseService)]
-        book.refusal_hooks[:] = [h for h in book.refusal_hooks if not _bound_to(h, PurchaseService)]
-        book.after_commit_hooks[:] = [
-            h for h in book.after_commit_hooks if not _bound_to(h, PurchaseService)
+        k = self.kernel
+        k.spend_guards[:] = [g for g in k.spend_guards if not _bound_to(g, PurchaseService)]
+        k.refusal_hooks[:] = [h for h in k.refusal_hooks if not _bound_to(h, PurchaseService)]
+        k.after_commit_hooks[:] = [
+            h for h in k.after_commit_hooks if not _bound_to(h, PurchaseService)
         ]
-        book.spend_guards.append(self._guard)
-        book.refusal_hooks.append(self._on_refused)
-        book.after_commit_hooks.append(self._after_commit)
+        k.spend_guards.append(self._guard)
+        k.refusal_hooks.append(self._on_refused)
+        k.after_commit_hooks.append(self._after_commit)
         return self
 
     # ---- pricing -------------------------------------------------------------------
 
     def quote(self, *, credits: int | None = None, package: str | None = None) -> tuple[int, Money]:
         """The credits and exact price of a package or a custom amount; refuses bad input."""
-        pricing = self.book.catalog.pricing
+        pricing = self.kernel.catalog.pricing
         if (credits is None) == (package is None):
             raise InvalidInput(
                 "give either a package ("
@@ -372,7 +375,7 @@ class PurchaseService:
                     maximum=pricing.custom_max,
                 )
             amount = credits
-        return amount, self.book.catalog.price(amount)
+        return amount, self.kernel.catalog.price(amount)
 
     # ---- buying --------------------------------------------------------------------
 
@@ -416,7 +419,9 @@ class PurchaseService:
             created.append(purchase_id)
             return PurchaseRef(purchase_id, team_id, "pending")
 
-        ref = self.book.transact(team_id, "purchase", request, idempotency_key, apply, PurchaseRef)
+        ref = self.kernel.transact(
+            team_id, "purchase", request, idempotency_key, apply, PurchaseRef
+        )
         secret: str | None = None
         if created:
             # Only the request that wrote the row pays: a retry never calls the provider.
@@ -438,7 +443,7 @@ class PurchaseService:
         actor: Actor,
         idempotency_key: str | None,
     ) -> None:
-        now = self.book.clock.now()
+        now = self.kernel.clock.now()
         uow.conn.execute(
             insert(purchases).values(
                 team_id=team_id,
@@ -498,7 +503,7 @@ class PurchaseService:
                 result.failure_message or result.failure_code or "the payment failed",
             )
         elif result.reference is not None:
-            with self.book.uow() as uow:
+            with self.kernel.uow() as uow:
                 uow.lock_team(team_id)
                 uow.conn.execute(
                     update(purchases)
@@ -507,7 +512,7 @@ class PurchaseService:
                         purchases.c.id == purchase_id,
                         purchases.c.provider_reference.is_(None),
                     )
-                    .values(provider_reference=result.reference, updated_at=self.book.clock.now())
+                    .values(provider_reference=result.reference, updated_at=self.kernel.clock.now())
                 )
                 uow.commit()
 
@@ -518,7 +523,7 @@ class PurchaseService:
                 purchase_id, team_id, self._grant_purchase(book, uow, row, reference)
             )
 
-        return self.book.transact(
+        return self.kernel.transact(
             team_id, "purchase_complete", {"purchase_id": purchase_id}, None, apply, PurchaseRef
         ).status
 
@@ -537,7 +542,7 @@ class PurchaseService:
             actor=Actor(member_id=row.member_id, api_key_id=row.api_key_id, operator=row.operator),
             memo=f"purchase {row.id}",
         )
-        now = self.book.clock.now()
+        now = self.kernel.clock.now()
         uow.conn.execute(
             update(purchases)
             .where(purchases.c.team_id == row.team_id, purchases.c.id == row.id)
@@ -566,7 +571,7 @@ class PurchaseService:
 
     def _fail(self, team_id: str, purchase_id: str, reference: str | None, message: str) -> bool:
         """Mark the purchase failed if it is still pending; whether it was."""
-        with self.book.uow() as uow:
+        with self.kernel.uow() as uow:
             uow.lock_team(team_id)
             row = self._row(uow, team_id, purchase_id)
             failed = self._mark_failed(uow, row, reference, message)
@@ -578,7 +583,7 @@ class PurchaseService:
     ) -> bool:
         if row.status != "pending":
             return False
-        now = self.book.clock.now()
+        now = self.kernel.clock.now()
         uow.conn.execute(
             update(purchases)
             .where(purchases.c.team_id == row.team_id, purchases.c.id == row.id)
@@ -638,8 +643,8 @@ class PurchaseService:
                 "stalled_after is 0 or more and abandoned_after at least stalled_after",
                 field="abandoned_after",
             )
-        now = self.book.clock.now()
-        with self.book.uow() as uow:
+        now = self.kernel.clock.now()
+        with self.kernel.uow() as uow:
             rows = list(
                 uow.conn.execute(
                     select(purchases)
@@ -685,7 +690,7 @@ class PurchaseService:
     # ---- reading -------------------------------------------------------------------
 
     def get(self, team_id: str, purchase_id: str) -> Purchase:
-        with self.book.uow() as uow:
+        with self.kernel.uow() as uow:
             return _purchase(self._row(uow, team_id, purchase_id))
 
     def list(self, team_id: str, *, limit: int = 100, status: str | None = None) -> list[Purchase]:
@@ -695,7 +700,7 @@ class PurchaseService:
         query = select(purchases).where(purchases.c.team_id == team_id)
         if status is not None:
             query = query.where(purchases.c.status == status)
-        with self.book.uow() as uow:
+        with self.kernel.uow() as uow:
             if uow.get_team(team_id) is None:
                 raise TeamNotFound(team_id)
             rows = uow.conn.execute(query.order_by(purchases.c.id.desc()).limit(limit))
@@ -771,7 +776,7 @@ class PurchaseService:
                     purchase_id=purchase_id,
                 )
             money = row.amount_minor * taken // row.credits
-            now = self.book.clock.now()
+            now = self.kernel.clock.now()
             uow.conn.execute(
                 update(purchases)
                 .where(purchases.c.team_id == team_id, purchases.c.id == purchase_id)
@@ -796,7 +801,7 @@ class PurchaseService:
             )
             return PurchaseRef(purchase_id, team_id, "refunded")
 
-        self.book.transact(team_id, "refund", request, idempotency_key, apply, PurchaseRef)
+        self.kernel.transact(team_id, "refund", request, idempotency_key, apply, PurchaseRef)
         purchase = self.get(team_id, purchase_id)
         if purchase.refund_pending:
             self._refund_money(purchase)
@@ -819,7 +824,7 @@ class PurchaseService:
                 provider=provider.name,
                 retryable=True,
             )
-        with self.book.uow() as uow:
+        with self.kernel.uow() as uow:
             uow.lock_team(purchase.team_id)
             uow.conn.execute(
                 update(purchases)
@@ -827,7 +832,7 @@ class PurchaseService:
                 .values(
                     refund_pending=False,
                     refund_reference=result.reference,
-                    updated_at=self.book.clock.now(),
+                    updated_at=self.kernel.clock.now(),
                 )
             )
             uow.commit()
@@ -876,13 +881,13 @@ class PurchaseService:
                     type=event.provider_type,
                     purchase_id=event.purchase_id,
                     outcome=outcome,
-                    received_at=self.book.clock.now(),
+                    received_at=self.kernel.clock.now(),
                 )
             )
             return WebhookOutcome(event.event_id, outcome, event.purchase_id)
 
         try:
-            return self.book.transact(
+            return self.kernel.transact(
                 team_id, "payment_event", {"event": event.event_id}, None, apply, WebhookOutcome
             )
         except TeamNotFound:
@@ -943,7 +948,7 @@ class PurchaseService:
                 status="refunded",
                 refunded_credits=row.refunded_credits + taken,
                 refunded_minor=refunded_minor,
-                updated_at=self.book.clock.now(),
+                updated_at=self.kernel.clock.now(),
             )
         )
         return "refunded"
@@ -951,7 +956,7 @@ class PurchaseService:
     # ---- settings ------------------------------------------------------------------
 
     def settings(self, team_id: str) -> BillingSettings:
-        with self.book.uow() as uow:
+        with self.kernel.uow() as uow:
             if uow.get_team(team_id) is None:
                 raise TeamNotFound(team_id)
             return _settings(settings_row(uow, team_id), team_id)
@@ -1026,10 +1031,10 @@ class PurchaseService:
             if auto_recharge_enabled:
                 changes["auto_recharge_disabled_reason"] = None
                 changes["recharge_armed"] = True
-        with self.book.uow() as uow:
+        with self.kernel.uow() as uow:
             uow.lock_team(team_id)
             uow.forget_settings(team_id)
-            now = self.book.clock.now()
+            now = self.kernel.clock.now()
             row = ensure_settings_row(uow, team_id, now)
             if changes.get("webhook_url") and not (
                 changes.get("webhook_secret") or row.webhook_secret
@@ -1064,7 +1069,7 @@ class PurchaseService:
         if row is None:
             return
         available = book.balance().available
-        now = self.book.clock.now()
+        now = self.kernel.clock.now()
         changes: dict[str, Any] = {}
         threshold = row.low_balance_threshold
         if threshold is not None:
@@ -1095,7 +1100,7 @@ class PurchaseService:
                     purchase_id,
                     kind="auto_recharge",
                     credits=credits,
-                    price=self.book.catalog.price(credits),
+                    price=self.kernel.catalog.price(credits),
                     package=None,
                     actor=SYSTEM,
                     idempotency_key=None,
@@ -1124,7 +1129,7 @@ class PurchaseService:
 
     def run_auto_recharge(self, team_id: str, purchase_id: str) -> Purchase | None:
         """Pay a pending auto-recharge purchase (called once, after its commit)."""
-        with self.book.uow() as uow:
+        with self.kernel.uow() as uow:
             row = uow.conn.execute(
                 select(purchases).where(
                     purchases.c.team_id == team_id, purchases.c.id == purchase_id
@@ -1149,10 +1154,10 @@ class PurchaseService:
         if not isinstance(error, InsufficientCredits):
             return
         try:
-            with self.book.uow() as uow:
+            with self.kernel.uow() as uow:
                 uow.lock_team(team_id)
                 uow.forget_settings(team_id)
-                now = self.book.clock.now()
+                now = self.kernel.clock.now()
                 row = ensure_settings_row(uow, team_id, now)
                 if row.depleted:
                     return
@@ -1181,11 +1186,11 @@ class PurchaseService:
 
     def _require_admin(self, team_id: str, actor: Actor, what: str) -> None:
         if actor.operator is not None and actor.member_id is None:
-            with self.book.uow() as uow:
+            with self.kernel.uow() as uow:
                 if uow.get_team(team_id) is None:
                     raise TeamNotFound(team_id)
             return
-        with self.book.uow() as uow:
+        with self.kernel.uow() as uow:
             if uow.get_team(team_id) is None:
                 raise TeamNotFound(team_id)
             admins = [
@@ -1240,14 +1245,14 @@ def _fields(settings: BillingSettings) -> dict[str, Any]:
 
 
 def install(
-    book: Creditbook,
+    kernel: Kernel[SqlUnitOfWork],
     provider: PaymentProvider | None = None,
     notifications: NotificationService | None = None,
     guard: OutboundGuard | None = None,
 ) -> PurchaseService:
-    """Build the purchase service for ``book`` and register its guard and hooks.
+    """Build the purchase service over ``kernel`` and register its guard and hooks.
 
     ``guard`` is the outbound-URL policy of the webhooks (when ``notifications``
     is not given; a given notification service brings its own).
     """
-    return PurchaseService(book, provider, notifications, guard).install()
+    return PurchaseService(kernel, provider, notifications, guard).install()

@@ -2,7 +2,7 @@
 
 A per-team catch-up costs a dozen round trips; a sweep over 100,000 teams at
 a month boundary cannot afford that. The sweep does the same work as
-``Creditbook.open_book`` + ``finish`` for a batch of teams at once, in one
+``Kernel.open_book`` + ``finish`` for a batch of teams at once, in one
 transaction per batch:
 
 1. lock up to ``batch_size`` due teams, in id order (``FOR UPDATE SKIP
@@ -48,7 +48,7 @@ from collections import defaultdict
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from datetime import UTC, datetime
-from typing import TYPE_CHECKING, Any, Protocol, cast, runtime_checkable
+from typing import Any, Protocol, cast, runtime_checkable
 
 from sqlalchemy import (
     JSON,
@@ -77,14 +77,10 @@ from creditbook.adapters.db.repository import (
 )
 from creditbook.adapters.db.tables import grants, holds, ledger_entries, ledger_postings, teams
 from creditbook.domain.book import TeamBook
-from creditbook.domain.catalog import Catalog
-from creditbook.domain.clock import FrozenClock
 from creditbook.domain.errors import CreditbookError
 from creditbook.domain.grants import Grant
 from creditbook.domain.holds import Hold, HoldStatus
-
-if TYPE_CHECKING:
-    from creditbook.service.credits import Creditbook
+from creditbook.service.kernel import Kernel
 
 __all__ = [
     "DEFAULT_BATCH",
@@ -123,10 +119,10 @@ class BatchDue(Protocol):
     ) -> dict[str, datetime | None]: ...
 
 
-def count_due(book: Creditbook, now: datetime | None = None) -> int:
+def count_due(kernel: Kernel[SqlUnitOfWork], now: datetime | None = None) -> int:
     """How many teams have something due at ``now`` (default: the clock's now)."""
-    at = now or book.clock.now()
-    with book.uow() as uow:
+    at = now or kernel.clock.now()
+    with kernel.uow() as uow:
         found = uow.conn.execute(
             select(func.count()).select_from(teams).where(teams.c.due_at <= at)
         ).scalar()
@@ -134,7 +130,7 @@ def count_due(book: Creditbook, now: datetime | None = None) -> int:
 
 
 def sweep(
-    book: Creditbook,
+    kernel: Kernel[SqlUnitOfWork],
     *,
     batch_size: int = DEFAULT_BATCH,
     on_team: Callable[[str], None] | None = None,
@@ -142,7 +138,7 @@ def sweep(
     """Bring every team due at the clock's now up to date; returns how many were."""
     if batch_size < 1:
         raise ValueError("batch_size must be at least 1")
-    now = book.clock.now()
+    now = kernel.clock.now()
     done = 0
 
     def finished(team_ids: list[str]) -> None:
@@ -152,19 +148,22 @@ def sweep(
             for team_id in team_ids:
                 on_team(team_id)
 
-    sweep_batches(book, now, batch_size, finished)
-    return done + sweep_left(book, now, on_team)
+    sweep_batches(kernel, now, batch_size, finished)
+    return done + sweep_left(kernel, now, on_team)
 
 
 def sweep_batches(
-    book: Creditbook, now: datetime, batch_size: int, finished: Callable[[list[str]], None]
+    kernel: Kernel[SqlUnitOfWork],
+    now: datetime,
+    batch_size: int,
+    finished: Callable[[list[str]], None],
 ) -> None:
     """Steps 1 to 4 over every due team this sweeper can lock; ``finished`` gets each batch.
 
     Teams locked by another transaction are skipped, not waited for: see ``sweep_left``.
     """
     with _few_collections():
-        _sweep_from(book, now, batch_size, finished)
+        _sweep_from(kernel, now, batch_size, finished)
 
 
 @contextmanager
@@ -191,34 +190,34 @@ def _few_collections() -> Iterator[None]:
 
 
 def _sweep_from(
-    book: Creditbook,
+    kernel: Kernel[SqlUnitOfWork],
     now: datetime,
     batch_size: int,
     finished: Callable[[list[str]], None],
 ) -> None:
     after = ""
     while True:
-        with book.uow() as uow:
+        with kernel.uow() as uow:
             team_ids = _lock_due(uow, now, after, batch_size)
             if not team_ids:
                 break
-            books = _compute_batch(book, uow, team_ids, now)
-            _write_batch(book, uow, team_ids, books, now)
+            books = _compute_batch(kernel, uow, team_ids, now)
+            _write_batch(kernel, uow, team_ids, books, now)
             uow.commit()
         after = team_ids[-1]
         finished(team_ids)
 
 
 def sweep_left(
-    book: Creditbook, now: datetime, on_team: Callable[[str], None] | None = None
+    kernel: Kernel[SqlUnitOfWork], now: datetime, on_team: Callable[[str], None] | None = None
 ) -> int:
     """Catch up, one by one, the teams still due once every sweeper has finished."""
     # Teams another transaction held while we passed them; waiting on their
     # lock one by one is correct and they are few.
-    with book.uow() as uow:
+    with kernel.uow() as uow:
         left = uow.list_team_ids(due_before=now)
     for team_id in left:
-        book.catch_up(team_id)
+        kernel.catch_up(team_id)
         if on_team is not None:
             on_team(team_id)
     return len(left)
@@ -233,45 +232,48 @@ class SweepFailed(CreditbookError):
 
 
 def sweep_parallel(
-    book: Creditbook,
+    kernel: Kernel[SqlUnitOfWork],
     *,
     processes: int,
     batch_size: int = DEFAULT_BATCH,
     on_team: Callable[[str], None] | None = None,
+    database_url: str | None = None,
+    worker_main: Callable[..., None] | None = None,
 ) -> int:
-    """``sweep`` with ``processes`` sweepers at once (PostgreSQL only).
+    """``sweep`` with ``processes`` sweepers at once (PostgreSQL: ``database_url``).
 
-    Sweeper 0 is a thread of this process, using ``book``; each other one is a
-    process (``spawn``) that opens its own engine on the book's database with
-    ``creditbook.open(url, upgrade=False)`` and the book's catalog and instant,
-    and sweeps batches; ``SKIP LOCKED`` makes them take disjoint teams. This
+    Sweeper 0 is a thread of this process, using ``kernel``; each other one is a
+    process (``spawn``) running ``worker_main`` (``bootstrap.sweep_worker``), which
+    opens its own engine on ``database_url`` with ``creditbook.open(url,
+    upgrade=False)`` and the book's catalog and instant, and sweeps batches
+    (``sweep_batches``); ``SKIP LOCKED`` makes them take disjoint teams. This
     process counts what they report and calls ``on_team``; once all are done it
     catches up, one by one, the teams a request held while they passed. The
-    workers run ``creditbook.open``'s wiring: catch-up steps added to ``book``
-    by hand are not in them.
+    workers run ``creditbook.open``'s wiring: catch-up steps added to ``kernel``
+    by hand are not in them. Without a URL or a ``worker_main``, one sweeper runs.
     """
     if batch_size < 1:
         raise ValueError("batch_size must be at least 1")
     if processes < 1:
         raise ValueError("processes must be at least 1")
-    if processes == 1 or book.engine is None or book.engine.dialect.name != "postgresql":
-        return sweep(book, batch_size=batch_size, on_team=on_team)
-    now = book.clock.now()
-    url = book.engine.url.render_as_string(hide_password=False)
+    if processes == 1 or database_url is None or worker_main is None:
+        return sweep(kernel, batch_size=batch_size, on_team=on_team)
+    now = kernel.clock.now()
+    url = database_url
     context = multiprocessing.get_context("spawn")
     reports: Any = context.Queue()
     # Sweeper 0 is a thread of this process: it starts at once, while the
     # spawned ones are still importing (about a second each).
     here = threading.Thread(
         target=_sweep_here,
-        args=(book, now, batch_size, on_team is not None, reports),
+        args=(kernel, now, batch_size, on_team is not None, reports),
         name="creditbook-sweep-0",
         daemon=True,
     )
     workers = {
         index: context.Process(
-            target=_sweep_worker,
-            args=(index, url, book.catalog, now, batch_size, on_team is not None, reports),
+            target=worker_main,
+            args=(index, url, kernel.catalog, now, batch_size, on_team is not None, reports),
             name=f"creditbook-sweep-{index}",
             daemon=True,
         )
@@ -318,16 +320,16 @@ def sweep_parallel(
             f"{done} team(s) were brought up to date, the rest are still due: run tick again",
             done=done,
         )
-    return done + sweep_left(book, now, on_team)
+    return done + sweep_left(kernel, now, on_team)
 
 
 def _sweep_here(
-    book: Creditbook, now: datetime, batch_size: int, send_ids: bool, reports: Any
+    kernel: Kernel[SqlUnitOfWork], now: datetime, batch_size: int, send_ids: bool, reports: Any
 ) -> None:
     """Sweeper 0 of ``sweep_parallel``, in the calling process; reports like the others."""
     try:
         sweep_batches(
-            book,
+            kernel,
             now,
             batch_size,
             lambda ids: reports.put(("batch", 0, len(ids), ids if send_ids else [])),
@@ -336,36 +338,6 @@ def _sweep_here(
         reports.put(("error", 0, 0, [f"{type(exc).__name__}: {exc}"]))
         return
     reports.put(("done", 0, 0, []))
-
-
-def _sweep_worker(
-    index: int,
-    url: str,
-    catalog: Catalog,
-    now: datetime,
-    batch_size: int,
-    send_ids: bool,
-    reports: Any,
-) -> None:
-    """One sweeping process of ``sweep_parallel``: reports each batch, then ``done``."""
-    import creditbook  # a spawned process imports the package afresh
-
-    try:
-        book = creditbook.open(url, catalog=catalog, clock=FrozenClock(now), upgrade=False)
-        try:
-            sweep_batches(
-                book,
-                now,
-                batch_size,
-                lambda ids: reports.put(("batch", index, len(ids), ids if send_ids else [])),
-            )
-        finally:
-            if book.engine is not None:
-                book.engine.dispose()
-    except BaseException as exc:
-        reports.put(("error", index, 0, [f"{type(exc).__name__}: {exc}"]))
-        return
-    reports.put(("done", index, 0, []))
 
 
 def _lock_due(uow: SqlUnitOfWork, now: datetime, after: str, limit: int) -> list[str]:
@@ -392,7 +364,7 @@ def _among(uow: SqlUnitOfWork, column: Any, team_ids: Sequence[str]) -> Any:
 
 
 def _compute_batch(
-    book: Creditbook, uow: SqlUnitOfWork, team_ids: list[str], now: datetime
+    kernel: Kernel[SqlUnitOfWork], uow: SqlUnitOfWork, team_ids: list[str], now: datetime
 ) -> list[TeamBook]:
     """Steps 2 and 3: read the batch and bring every book up to date in memory."""
     conn = uow.conn
@@ -414,18 +386,18 @@ def _compute_batch(
         )
     ).all():
         due_holds[row.team_id].append(hold_from_row(row))
-    batched = _batched(book)
+    batched = _batched(kernel)
     for step in batched:
         step.prefetch(uow, team_ids)
     try:
         books: list[TeamBook] = []
         for team_id in team_ids:
-            team_book = TeamBook.load(team_id, book.catalog, now, live.get(team_id, ()))
+            team_book = TeamBook.load(team_id, kernel.catalog, now, live.get(team_id, ()))
             for hold in due_holds.get(team_id, ()):
                 team_book.holds[hold.id] = hold
             team_book.expire_holds()
             team_book.expire_grants()
-            for catch_up_step in book.catch_up_steps:
+            for catch_up_step in kernel.catch_up_steps:
                 catch_up_step(uow, team_book, now)
             books.append(team_book)
     except BaseException:
@@ -436,22 +408,26 @@ def _compute_batch(
 
 
 def _write_batch(
-    book: Creditbook, uow: SqlUnitOfWork, team_ids: list[str], books: list[TeamBook], now: datetime
+    kernel: Kernel[SqlUnitOfWork],
+    uow: SqlUnitOfWork,
+    team_ids: list[str],
+    books: list[TeamBook],
+    now: datetime,
 ) -> None:
     """Step 4: write the computed books and the steps' rows, recompute ``due_at``."""
-    batched = _batched(book)
+    batched = _batched(kernel)
     try:
         _save_books(uow, books)
         for step in batched:
             step.flush(uow, now)
-        _set_due(book, uow, books, now)
+        _set_due(kernel, uow, books, now)
     finally:
         for step in batched:
             step.forget(uow)
 
 
-def _batched(book: Creditbook) -> list[BatchCatchUp]:
-    return [cast(BatchCatchUp, s) for s in book.catch_up_steps if isinstance(s, BatchCatchUp)]
+def _batched(kernel: Kernel[SqlUnitOfWork]) -> list[BatchCatchUp]:
+    return [cast(BatchCatchUp, s) for s in kernel.catch_up_steps if isinstance(s, BatchCatchUp)]
 
 
 _GRANT_ROW = (
@@ -526,7 +502,9 @@ def _require_utc(*instants: datetime | None) -> None:
             raise ValueError(f"naive datetime {value!r} refused: creditbook stores UTC instants")
 
 
-def _set_due(book: Creditbook, uow: SqlUnitOfWork, books: list[TeamBook], now: datetime) -> None:
+def _set_due(
+    kernel: Kernel[SqlUnitOfWork], uow: SqlUnitOfWork, books: list[TeamBook], now: datetime
+) -> None:
     """Each team's next ``due_at``: its earliest hold or grant expiry, or a step's date.
 
     A book holds every grant of its team that still has credits (that is what
@@ -550,7 +528,7 @@ def _set_due(book: Creditbook, uow: SqlUnitOfWork, books: list[TeamBook], now: d
     ).all()
     for team_id, when in hold_due:
         due[team_id] = _earliest(due[team_id], _as_datetime(when))
-    for step in book.due_steps:
+    for step in kernel.due_steps:
         if isinstance(step, BatchDue):
             extra = step.due_batch(uow, team_ids, now)
         else:

@@ -20,13 +20,14 @@ from zoneinfo import ZoneInfo
 
 from sqlalchemy import ColumnElement, Integer, cast, func, literal_column, select
 
+from creditbook.adapters.db.repository import SqlUnitOfWork
 from creditbook.adapters.db.tables import ledger_entries
 from creditbook.domain.clock import ensure_aware
 from creditbook.domain.errors import InvalidInput, TeamNotFound
 from creditbook.domain.ledger import EntryKind
 from creditbook.service.access import calendar_month_start
-from creditbook.service.credits import Creditbook
 from creditbook.service.csv_safe import csv_writer
+from creditbook.service.kernel import Kernel
 
 GROUPS = ("feature", "member", "api_key", "job", "day")
 # The ledger column each grouping reads ("day" is computed from ``created_at``).
@@ -80,7 +81,7 @@ def _slot(dialect: str) -> ColumnElement[Any]:
 
 
 def usage(
-    book: Creditbook,
+    kernel: Kernel[SqlUnitOfWork],
     team_id: str,
     *,
     group_by: str = "feature",
@@ -97,9 +98,9 @@ def usage(
         raise InvalidInput(
             f"unknown group_by {group_by!r}; valid: {', '.join(GROUPS)}", field="group_by"
         )
-    now = book.clock.now()
+    now = kernel.clock.now()
     e = ledger_entries
-    with book.uow() as uow:
+    with kernel.uow() as uow:
         team = uow.get_team(team_id)
         if team is None:
             raise TeamNotFound(team_id)

@@ -37,17 +37,19 @@ from creditbook.adapters.db.repository import (
     pg_batch_writes,
 )
 from creditbook.domain.book import TeamBook
+from creditbook.service.ports import NeedsConnection
 
 if TYPE_CHECKING:
     from psycopg import AsyncConnection
 
-
-class NeedsConnection(BaseException):
-    """A command or guard needed a query the batch did not prefetch.
-
-    A ``BaseException``: the batch's ``except Exception`` handlers, which turn a
-    command's error into its answer, must let it through.
-    """
+__all__ = [
+    "NeedsConnection",
+    "PrefetchedUnitOfWork",
+    "connect",
+    "end",
+    "read_batch",
+    "write_batch_and_commit",
+]
 
 
 class PrefetchedUnitOfWork(SqlUnitOfWork):

@@ -13,7 +13,7 @@ import functools
 from collections.abc import Callable, Iterable, Sequence
 from datetime import UTC, datetime
 from types import TracebackType
-from typing import Any
+from typing import Any, Self
 
 import orjson
 from sqlalchemy import (
@@ -406,7 +406,7 @@ class SqlUnitOfWork:
 
     # ---- transaction -----------------------------------------------------
 
-    def __enter__(self) -> SqlUnitOfWork:
+    def __enter__(self) -> Self:
         conn = self._held if self._held is not None else self.engine.connect()
         try:
             conn.begin()  # SQLite's BEGIN IMMEDIATE waits here for the lock

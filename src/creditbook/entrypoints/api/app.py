@@ -81,7 +81,7 @@ def create_app(book: Creditbook, settings: Settings | None = None) -> FastAPI:
     settings = settings or Settings()
     settings.check_served()
     install_request_id_factory()
-    access = AccessService(book).install()
+    access = AccessService(book.kernel).install()
     app = FastAPI(
         title="creditbook",
         version="1",

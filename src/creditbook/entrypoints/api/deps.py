@@ -50,6 +50,7 @@ from creditbook.entrypoints.api.problems import TeamSuspended, Unauthorized
 from creditbook.service.access import AccessService, Principal, hash_key
 from creditbook.service.credits import Creditbook
 from creditbook.service.outages import OutageCounter
+from creditbook.service.requests import MAX_KEY_LENGTH
 
 KEY_CACHE_SECONDS = 5.0
 OPERATOR = "operator"
@@ -286,7 +287,7 @@ IDEMPOTENCY_KEY_DESCRIPTION = (
     "status and body with no second effect; the same key with another body "
     "answers 409 idempotency_conflict. Keys are kept at least 30 days."
 )
-_KEY_LENGTH: dict[str, Any] = {"min_length": 1, "max_length": 255}
+_KEY_LENGTH: dict[str, Any] = {"min_length": 1, "max_length": MAX_KEY_LENGTH}
 
 IdempotencyKey = Annotated[
     str | None,

@@ -25,9 +25,9 @@ from creditbook.entrypoints.api.logs import request_id_var
 from creditbook.entrypoints.api.problems import problem_responses
 from creditbook.entrypoints.api.routes_credits import _call
 from creditbook.entrypoints.api.schemas import ChargeCreate, ChargeOut
-from creditbook.service.group_commit import ChargeItem
+from creditbook.service.requests import MAX_BATCH_ITEMS, MAX_KEY_LENGTH, ChargeRequest
 
-MAX_ITEMS = 1000
+MAX_ITEMS = MAX_BATCH_ITEMS
 _RESERVED = {"type", "title", "status", "detail", "code", "instance", "request_id"}
 
 router = APIRouter(
@@ -39,7 +39,7 @@ class BatchChargeIn(ChargeCreate):
     idempotency_key: str | None = Field(
         None,
         min_length=1,
-        max_length=255,
+        max_length=MAX_KEY_LENGTH,
         description="Makes this item safe to retry (as the Idempotency-Key header of "
         "POST /v1/charges, with which it is interchangeable).",
     )
@@ -83,14 +83,10 @@ def charge_batch(
 ) -> ChargeBatchOut:
     """Up to 1,000 charges of the caller's team in one transaction; a result per item."""
     actor = actor_of(me)
+    team_id = me.team_id
     items = [
-        ChargeItem(
-            feature=c.feature,
-            quantity=c.quantity,
-            outcome=c.outcome,
-            call=_call(c.call),
-            actor=actor,
-            idempotency_key=c.idempotency_key,
+        ChargeRequest(
+            team_id, c.feature, c.quantity, c.outcome, _call(c.call), actor, c.idempotency_key
         )
         for c in body.charges
     ]

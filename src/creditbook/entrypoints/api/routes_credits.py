@@ -13,7 +13,8 @@ the hold's owner whoever settles it (``Creditbook.capture``).
 
 Charges, holds, captures and releases are ``async``: they await the library's
 ``*_async`` calls, which with group commit on wait for their batch without
-holding a thread (see ``Creditbook.transact_async``). Reads stay plain
+holding a thread (see ``Kernel.run_async``). Each route builds the request
+type of its operation (``service/requests.py``), as the library does. Reads stay plain
 ``def`` and run on FastAPI's thread pool.
 """
 
@@ -44,6 +45,13 @@ from creditbook.entrypoints.api.schemas import (
     HoldState,
     LemlistCredits,
     ReleaseOut,
+)
+from creditbook.service.receipts import ChargeReceipt, HoldReceipt, ReleaseReceipt
+from creditbook.service.requests import (
+    CaptureRequest,
+    ChargeRequest,
+    HoldRequest,
+    ReleaseRequest,
 )
 
 # KeyFirst: the key is checked before a body is read (an anonymous spend is refused unread).
@@ -88,15 +96,16 @@ async def charge(body: ChargeCreate, request: Request) -> ChargeOut:
     """Charge a use whose outcome is known; a non-billable outcome costs 0 credits."""
     who = await spender(request)
     svc, me = who.svc, who.me
-    receipt = await svc.book.charge_async(
+    spend = ChargeRequest(
         me.team_id,
         body.feature,
-        quantity=body.quantity,
-        outcome=body.outcome,
-        call=_call(body.call),
-        actor=actor_of(me),
-        idempotency_key=who.idempotency_key,
+        body.quantity,
+        body.outcome,
+        _call(body.call),
+        actor_of(me),
+        who.idempotency_key,
     )
+    receipt: ChargeReceipt = await svc.book.run_async(spend)
     return ChargeOut.of(receipt)
 
 
@@ -110,15 +119,16 @@ async def hold(body: HoldCreate, request: Request) -> HoldOut:
     """Reserve the most the work can cost before doing it; capture or release it after."""
     who = await spender(request)
     svc, me = who.svc, who.me
-    receipt = await svc.book.hold_async(
+    spend = HoldRequest(
         me.team_id,
         body.feature,
-        quantity=body.quantity,
-        ttl_seconds=body.ttl_seconds,
-        call=_call(body.call),
-        actor=actor_of(me),
-        idempotency_key=who.idempotency_key,
+        body.quantity,
+        body.ttl_seconds,
+        _call(body.call),
+        actor_of(me),
+        who.idempotency_key,
     )
+    receipt: HoldReceipt = await svc.book.run_async(spend)
     return HoldOut.of(receipt)
 
 
@@ -154,16 +164,17 @@ async def capture(hold_id: HoldId, request: Request, body: CaptureIn | None = No
     who = await spender(request)
     svc, me = who.svc, who.me
     body = body or CaptureIn()
-    receipt = await svc.book.capture_async(
+    spend = CaptureRequest(
         me.team_id,
         hold_id,
-        outcome=body.outcome,
-        quantity=body.quantity,
-        call=_call(body.call),
-        actor=actor_of(me),
-        placed_by=me.confined_to,
-        idempotency_key=who.idempotency_key,
+        body.outcome,
+        body.quantity,
+        _call(body.call),
+        actor_of(me),
+        me.confined_to,
+        who.idempotency_key,
     )
+    receipt: ChargeReceipt = await svc.book.run_async(spend)
     return ChargeOut.of(receipt)
 
 
@@ -176,11 +187,6 @@ async def release(hold_id: HoldId, request: Request) -> ReleaseOut:
     """Give back every credit the hold reserved (who may: as for a capture)."""
     who = await spender(request)
     svc, me = who.svc, who.me
-    r = await svc.book.release_async(
-        me.team_id,
-        hold_id,
-        actor=actor_of(me),
-        placed_by=me.confined_to,
-        idempotency_key=who.idempotency_key,
-    )
+    spend = ReleaseRequest(me.team_id, hold_id, actor_of(me), me.confined_to, who.idempotency_key)
+    r: ReleaseReceipt = await svc.book.run_async(spend)
     return ReleaseOut(hold_id=r.hold_id, released=r.released, status=r.status)

@@ -46,6 +46,7 @@ from creditbook.service.enrichment import (
     enrichment_for,
 )
 from creditbook.service.job_worker import JobWorker
+from creditbook.service.kernel import Kernel
 
 
 @asynccontextmanager
@@ -78,24 +79,26 @@ router = APIRouter(
 JobId = Annotated[str, Path(min_length=1, max_length=40, pattern=r"^[A-Za-z0-9_]+$")]
 
 log = logging.getLogger("creditbook.enrichment")
-_WORKERS: WeakKeyDictionary[Creditbook, JobWorker] = WeakKeyDictionary()
+_WORKERS: WeakKeyDictionary[Kernel[Any], JobWorker] = WeakKeyDictionary()
 _LOCK = threading.Lock()
 
 
-def worker_for(book: Creditbook) -> JobWorker:
-    """The book's background job worker, started on first use."""
+def worker_for(owner: Creditbook | Kernel[Any]) -> JobWorker:
+    """The background job worker of the book (or its kernel), started on first use."""
+    kernel = owner if isinstance(owner, Kernel) else owner.kernel
     with _LOCK:
-        worker = _WORKERS.get(book)
+        worker = _WORKERS.get(kernel)
         if worker is None:
-            worker = JobWorker(enrichment_for(book)).start()
-            _WORKERS[book] = worker
+            worker = JobWorker(enrichment_for(kernel)).start()
+            _WORKERS[kernel] = worker
         return worker
 
 
-def stop_worker(book: Creditbook) -> None:
+def stop_worker(owner: Creditbook | Kernel[Any]) -> None:
     """Stop the book's worker (tests, shutdown); a later request starts a new one."""
+    kernel = owner if isinstance(owner, Kernel) else owner.kernel
     with _LOCK:
-        worker = _WORKERS.pop(book, None)
+        worker = _WORKERS.pop(kernel, None)
     if worker is not None:
         worker.stop()
 

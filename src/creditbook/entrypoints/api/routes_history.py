@@ -73,7 +73,7 @@ def _report(
     svc: ServicesDep, me: Principal, group_by: str, since: object, until: object, member: str | None
 ) -> UsageReport:
     return usage(
-        svc.book,
+        svc.book.kernel,
         me.team_id,
         group_by=group_by,
         since=since,  # type: ignore[arg-type]

@@ -14,16 +14,11 @@ from pydantic import AfterValidator, BaseModel, ConfigDict, Field, StringConstra
 
 from creditbook.domain.book import Balance
 from creditbook.domain.ledger import Entry
-from creditbook.domain.limits import (
-    MAX_CALL_SECONDS,
-    MAX_CREDITS,
-    MAX_HOLD_TTL_SECONDS,
-    MAX_QUANTITY,
-    MAX_SEATS,
-)
+from creditbook.domain.limits import MAX_CALL_SECONDS, MAX_CREDITS, MAX_SEATS
 from creditbook.domain.team import Member, Team
 from creditbook.service.access import KeyInfo
 from creditbook.service.receipts import ChargeReceipt, Drawn, GrantReceipt, HoldReceipt
+from creditbook.service.requests import MAX_HOLD_TTL_SECONDS, MAX_QUANTITY
 
 _NO_NUL = r"^[^\x00]*$"
 

@@ -32,7 +32,7 @@ NoCap = Annotated[bool, typer.Option("--none", help="Remove the cap.")]
 
 
 def _access() -> AccessService:
-    return AccessService(book())
+    return AccessService(book().kernel)
 
 
 def _cap_value(credits: int | None, none: bool) -> int | None:

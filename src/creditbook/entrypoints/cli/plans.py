@@ -222,7 +222,7 @@ def tick(
             "time (parallel sweeping needs PostgreSQL)[/]"
         )
         processes = 1
-    total = count_due(engine)
+    total = count_due(engine.kernel)
     with Progress(
         TextColumn("sweeping due teams"),
         BarColumn(),

@@ -92,5 +92,5 @@ def purge(
     ] = 30,
 ) -> None:
     """Delete idempotency keys older than N days (they are kept at least 30)."""
-    removed = AccessService(book()).purge_idempotency_keys(timedelta(days=older_than_days))
+    removed = AccessService(book().kernel).purge_idempotency_keys(timedelta(days=older_than_days))
     console.print(f"removed {removed} idempotency keys older than {older_than_days} days")

@@ -284,7 +284,7 @@ def create_dashboard(
     app = FastAPI(docs_url=None, redoc_url=None, openapi_url=None)
     app.state.dashboard = Dashboard(
         book=book,
-        access=access or AccessService(book).install(),
+        access=access or AccessService(book.kernel).install(),
         settings=settings,
         codec=SessionCodec(settings),
         sessions=DashboardSessions(book),

@@ -54,7 +54,7 @@ def seed_demo(
     clock = FrozenClock(now - timedelta(days=days + 5))
     book = creditbook.open(database_url, clock=clock)
     try:
-        access = AccessService(book).install()
+        access = AccessService(book.kernel).install()
         team, admin, admin_key = access.create_team(name, time_zone="UTC", admin_email=admin_email)
         member, member_key = access.add_member(team.id, member_email, "member")
         # The member's integration spends through a key of its own, capped per month.
@@ -105,7 +105,7 @@ def _demo_jobs(database_url: str, team_id: str, admin_id: str, member_id: str) -
     from creditbook.service.leads import sample_leads
 
     book = creditbook.open(database_url)
-    service = EnrichmentService(book)
+    service = EnrichmentService(book.kernel)
     done = service.create_job(
         team_id, sample_leads(40), ["email_finder", "linkedin_enrichment"], member_id=member_id
     )

@@ -284,7 +284,7 @@ def usage_page(request: Request, user: UserDep, cursor: str | None = None) -> Re
     def report(group_by: str) -> UsageReport:
         """The usage since ``report_since``, under the page's filters."""
         return usage(
-            dash.book,
+            dash.book.kernel,
             user.team.id,
             group_by=group_by,
             since=report_since,

@@ -68,7 +68,7 @@ def _run_in_background(service: Any, team_id: str, job_id: str) -> None:
     except ImportError:
         pass
     else:
-        worker_for(service.book).submit(team_id, job_id)
+        worker_for(service.kernel).submit(team_id, job_id)
         return
 
     def work() -> None:
